@@ -1,0 +1,38 @@
+/** Host-side tensors: the common currency between weight files, graphs and the runtime. */
+
+export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'uint8' | 'bool';
+
+export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+
+export interface Tensor {
+  dtype: DType;
+  shape: number[];
+  data: TensorData;
+}
+
+export interface FloatTensor extends Tensor {
+  dtype: 'float32';
+  data: Float32Array;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function floatTensor(shape: number[], data?: Float32Array): FloatTensor {
+  const n = numel(shape);
+  if (data && data.length !== n) {
+    throw new Error(`tensor data has ${data.length} elements, shape [${shape}] needs ${n}`);
+  }
+  return { dtype: 'float32', shape: [...shape], data: data ?? new Float32Array(n) };
+}
+
+export function shapeStr(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
