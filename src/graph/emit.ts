@@ -1,0 +1,89 @@
+/**
+ * Graph -> ONNX model bytes. Parameters become initializers named by their checkpoint keys, read
+ * one at a time from a WeightSource so a 3.9 GB model never sits in memory twice. With `external`,
+ * parameter bytes go to a side file (ONNX external data): protobuf cannot hold more than 2 GB.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Graph, Value } from './ir.js';
+import { encodeModel, ONNX_OPSET, type OnnxNode, type OnnxTensor } from './onnx.js';
+import { type Tensor, numel, shapeStr } from '../tensor.js';
+
+export interface WeightSource {
+  /** The float32 data of parameter `key`, which must have exactly `shape`. */
+  read(key: string, shape: number[]): Float32Array;
+}
+
+export interface EmitOptions {
+  weights: WeightSource;
+  /** Write parameters to `<dir>/<fileName>` instead of inline. */
+  external?: { dir: string; fileName: string };
+  producerVersion?: string;
+  metadata?: Record<string, string>;
+  docString?: string;
+}
+
+/** Offsets are page-aligned so ONNX Runtime can memory-map each tensor. */
+const EXTERNAL_ALIGN = 4096;
+
+function tensorBytes(t: Tensor): Uint8Array {
+  const d = t.data;
+  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+}
+
+export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
+  const initializers: OnnxTensor[] = [];
+  let fd: number | undefined;
+  let offset = 0;
+  if (opts.external) fd = fs.openSync(path.join(opts.external.dir, opts.external.fileName), 'w');
+  try {
+    for (const [key, value] of graph.params) {
+      const data = opts.weights.read(key, value.shape);
+      if (data.length !== numel(value.shape)) {
+        throw new Error(`weight '${key}': ${data.length} values for shape ${shapeStr(value.shape)}`);
+      }
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      if (fd !== undefined) {
+        offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+        fs.writeSync(fd, bytes, 0, bytes.length, offset);
+        initializers.push({ name: key, dtype: 'float32', dims: value.shape, external: { location: opts.external!.fileName, offset, length: bytes.length } });
+        offset += bytes.length;
+      } else {
+        initializers.push({ name: key, dtype: 'float32', dims: value.shape, raw: bytes });
+      }
+    }
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+  for (const [value, t] of graph.constants) {
+    initializers.push({ name: value.name, dtype: t.dtype, dims: t.shape, raw: tensorBytes(t) });
+  }
+
+  const used = new Set<Value>();
+  for (const n of graph.nodes) for (const i of n.inputs) if (i) used.add(i);
+  const nodes: OnnxNode[] = graph.nodes.map((n) => ({
+    opType: n.op,
+    domain: n.domain,
+    name: n.name,
+    inputs: n.inputs.map((i) => (i ? i.name : '')),
+    outputs: n.outputs.map((o) => o.name),
+    attrs: n.attrs,
+  }));
+  // Trailing empty optional inputs are dropped: ONNX treats a missing input and '' alike.
+  for (const n of nodes) while (n.inputs.length > 0 && n.inputs[n.inputs.length - 1] === '') n.inputs.pop();
+
+  const domains = new Set(graph.nodes.map((n) => n.domain).filter((d) => d !== ''));
+  return encodeModel({
+    producerVersion: opts.producerVersion ?? '0',
+    docString: opts.docString,
+    metadata: opts.metadata,
+    opsets: [{ domain: '', version: ONNX_OPSET }, ...[...domains].map((domain) => ({ domain, version: 1 }))],
+    graph: {
+      name: graph.name,
+      nodes,
+      initializers,
+      inputs: graph.inputs.map((i) => ({ name: i.value.name, dtype: i.value.dtype, dims: i.dims })),
+      outputs: graph.outputs.map((o) => ({ name: o.name, dtype: o.dtype, dims: o.shape })),
+    },
+  });
+}

@@ -1,0 +1,75 @@
+/** A thin typed wrapper around onnxruntime-node sessions, speaking our host Tensor type. */
+import ort from 'onnxruntime-node';
+import type { Tensor } from '../tensor.js';
+
+export interface RuntimeOptions {
+  /** Intra-op threads; default: ONNX Runtime's choice (all cores). */
+  threads?: number;
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  executionProviders?: string[];
+}
+
+function toOrt(t: Tensor): ort.Tensor {
+  switch (t.dtype) {
+    case 'float32': return new ort.Tensor('float32', t.data as Float32Array, t.shape);
+    case 'float64': return new ort.Tensor('float64', t.data as Float64Array, t.shape);
+    case 'int64': return new ort.Tensor('int64', t.data as BigInt64Array, t.shape);
+    case 'int32': return new ort.Tensor('int32', t.data as Int32Array, t.shape);
+    case 'uint8': return new ort.Tensor('uint8', t.data as Uint8Array, t.shape);
+    case 'bool': return new ort.Tensor('bool', t.data as Uint8Array, t.shape);
+  }
+}
+
+function fromOrt(t: ort.Tensor): Tensor {
+  const shape = [...t.dims];
+  switch (t.type) {
+    case 'float32': return { dtype: 'float32', shape, data: t.data as Float32Array };
+    case 'float64': return { dtype: 'float64', shape, data: t.data as Float64Array };
+    case 'int64': return { dtype: 'int64', shape, data: t.data as BigInt64Array };
+    case 'int32': return { dtype: 'int32', shape, data: t.data as Int32Array };
+    case 'uint8': return { dtype: 'uint8', shape, data: t.data as Uint8Array };
+    case 'bool': return { dtype: 'bool', shape, data: t.data as Uint8Array };
+    default: throw new Error(`unsupported output tensor type ${t.type}`);
+  }
+}
+
+export class OnnxSession {
+  private constructor(private readonly session: ort.InferenceSession) {}
+
+  /** `model` is ONNX bytes (weights inline) or a path to an .onnx file (external data beside it). */
+  static async create(model: Uint8Array | string, opts: RuntimeOptions = {}): Promise<OnnxSession> {
+    const options: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: opts.optimization ?? 'all',
+      executionProviders: opts.executionProviders ?? ['cpu'],
+    };
+    if (opts.threads) {
+      options.intraOpNumThreads = opts.threads;
+      options.interOpNumThreads = 1;
+    }
+    const session = typeof model === 'string'
+      ? await ort.InferenceSession.create(model, options)
+      : await ort.InferenceSession.create(model, options);
+    return new OnnxSession(session);
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
+    const results = await this.session.run(ortFeeds);
+    const out: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(results)) out[k] = fromOrt(v);
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
