@@ -1,0 +1,79 @@
+/** diffusers models/resnet.py and models/upsampling.py / downsampling.py: ResnetBlock2D, Downsample2D, Upsample2D. */
+import type { Graph, Value } from '../graph/ir.js';
+import * as op from '../graph/ops.js';
+import { Module } from '../nn/module.js';
+import { Conv2d, GroupNorm, Linear } from '../nn/layers.js';
+
+export interface ResnetBlock2DConfig {
+  inChannels: number;
+  outChannels?: number;
+  /** null: no timestep conditioning (VAE). */
+  tembChannels: number | null;
+  groups: number;
+  eps: number;
+  outputScaleFactor?: number;
+}
+
+export class ResnetBlock2D extends Module {
+  readonly norm1: GroupNorm;
+  readonly conv1: Conv2d;
+  readonly time_emb_proj?: Linear;
+  readonly norm2: GroupNorm;
+  readonly conv2: Conv2d;
+  readonly conv_shortcut?: Conv2d;
+  readonly outputScaleFactor: number;
+
+  constructor(cfg: ResnetBlock2DConfig) {
+    super();
+    const out = cfg.outChannels ?? cfg.inChannels;
+    this.outputScaleFactor = cfg.outputScaleFactor ?? 1;
+    this.norm1 = this.addModule('norm1', new GroupNorm(cfg.groups, cfg.inChannels, cfg.eps));
+    this.conv1 = this.addModule('conv1', new Conv2d(cfg.inChannels, out, 3, { padding: 1 }));
+    if (cfg.tembChannels !== null) this.time_emb_proj = this.addModule('time_emb_proj', new Linear(cfg.tembChannels, out));
+    this.norm2 = this.addModule('norm2', new GroupNorm(cfg.groups, out, cfg.eps));
+    this.conv2 = this.addModule('conv2', new Conv2d(out, out, 3, { padding: 1 }));
+    if (cfg.inChannels !== out) this.conv_shortcut = this.addModule('conv_shortcut', new Conv2d(cfg.inChannels, out, 1));
+  }
+
+  forward(g: Graph, x: Value, temb: Value | null): Value {
+    let h = this.conv1.forward(g, op.silu(this.norm1.forward(g, x)));
+    if (this.time_emb_proj) {
+      if (!temb) return this.scoped(g, () => g.fail('this block needs a timestep embedding'));
+      h = op.add(h, op.unsqueeze(this.time_emb_proj.forward(g, op.silu(temb)), [2, 3]));
+    }
+    h = this.conv2.forward(g, op.silu(this.norm2.forward(g, h)));
+    const shortcut = this.conv_shortcut ? this.conv_shortcut.forward(g, x) : x;
+    const out = op.add(shortcut, h);
+    return this.outputScaleFactor === 1 ? out : op.div(out, this.outputScaleFactor);
+  }
+}
+
+export class Downsample2D extends Module {
+  readonly conv: Conv2d;
+
+  /** padding 0 means torch's asymmetric (0, 1, 0, 1) pad before a stride-2 convolution. */
+  constructor(channels: number, readonly padding: number) {
+    super();
+    this.conv = this.addModule('conv', new Conv2d(channels, channels, 3, { stride: 2, padding }));
+  }
+
+  forward(g: Graph, x: Value): Value {
+    const input = this.padding === 0 ? op.pad(x, [0, 0, 0, 0, 0, 0, 1, 1]) : x;
+    return this.conv.forward(g, input);
+  }
+}
+
+export class Upsample2D extends Module {
+  readonly conv: Conv2d;
+
+  constructor(channels: number) {
+    super();
+    this.conv = this.addModule('conv', new Conv2d(channels, channels, 3, { padding: 1 }));
+  }
+
+  /** Nearest-neighbour upsampling to `size` (the skip connection's [h, w]) or by 2, then a 3x3 conv. */
+  forward(g: Graph, x: Value, size?: Value): Value {
+    const target = size ?? ([x.shape[2]! * 2, x.shape[3]! * 2] as [number, number]);
+    return this.conv.forward(g, op.resize2d(x, target, { mode: 'nearest' }));
+  }
+}
