@@ -83,7 +83,8 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
       nodes,
       initializers,
       inputs: graph.inputs.map((i) => ({ name: i.value.name, dtype: i.value.dtype, dims: i.dims })),
-      outputs: graph.outputs.map((o) => ({ name: o.name, dtype: o.dtype, dims: o.shape })),
+      // Output sizes follow the named input dimensions, so they are left for ONNX Runtime to infer.
+      outputs: graph.outputs.map((o) => ({ name: o.name, dtype: o.dtype })),
     },
   });
 }

@@ -45,8 +45,8 @@ export interface OnnxNode {
 export interface OnnxValueInfo {
   name: string;
   dtype: DType;
-  /** A number is a fixed size; a string names a dimension that may vary at run time. */
-  dims: (number | string)[];
+  /** A number is a fixed size; a string names a dimension that may vary at run time; absent: rank and sizes unknown. */
+  dims?: (number | string)[];
 }
 
 export interface OnnxGraph {
@@ -108,11 +108,12 @@ function writeValueInfo(w: ProtoWriter, v: OnnxValueInfo): void {
   w.message(2, (type) =>
     type.message(1, (tt) => {
       tt.int(1, DATA_TYPE[v.dtype]);
-      tt.message(2, (shape) => {
-        for (const d of v.dims) {
-          shape.message(1, (dim) => (typeof d === 'number' ? dim.int(1, d) : dim.string(2, d)));
-        }
-      });
+      if (v.dims) {
+        const dims = v.dims;
+        tt.message(2, (shape) => {
+          for (const d of dims) shape.message(1, (dim) => (typeof d === 'number' ? dim.int(1, d) : dim.string(2, d)));
+        });
+      }
     }),
   );
 }

@@ -272,23 +272,29 @@ export type ResizeMode =
   | { mode: 'nearest' }
   | { mode: 'linear'; alignCorners: boolean };
 
-/** Resizes the last two dimensions of an NCHW tensor to `size` (a [h, w] pair, or a shape vector read at run time). */
-export function resize2d(x: Value, size: [number, number] | Value, how: ResizeMode): Value {
+/**
+ * Resizes the last two dimensions of an NCHW tensor: to a fixed [h, w], to the [h, w] held by a
+ * shape vector read at run time, or by an integer `scale` (which stays valid at any input size).
+ */
+export function resize2d(x: Value, size: [number, number] | Value | { scale: number }, how: ResizeMode): Value {
   const g = x.graph;
   if (x.rank !== 4) g.fail(`Resize: expected NCHW input, got ${shapeStr(x.shape)}`);
-  let sizes: Value;
   let hw: number[];
+  let inputs: (Value | null)[];
   if (Array.isArray(size)) {
     hw = size;
-    sizes = concat([slice(shapeOf(x), 0, 0, 2), int64(g, size, 'hw')], 0);
-  } else {
+    inputs = [x, null, null, concat([slice(shapeOf(x), 0, 0, 2), int64(g, size, 'hw')], 0)];
+  } else if (size instanceof Value) {
     if (!size.known || size.known.length !== 2) return g.fail('Resize: target size must be a known [h, w] vector');
     hw = size.known;
-    sizes = concat([slice(shapeOf(x), 0, 0, 2), size], 0);
+    inputs = [x, null, null, concat([slice(shapeOf(x), 0, 0, 2), size], 0)];
+  } else {
+    hw = [x.shape[2]! * size.scale, x.shape[3]! * size.scale];
+    inputs = [x, null, floatConst(g, [4], Float32Array.of(1, 1, size.scale, size.scale), 'scales')];
   }
   const attrs: Record<string, AttrValue> =
     how.mode === 'nearest'
       ? { mode: str('nearest'), coordinate_transformation_mode: str('asymmetric'), nearest_mode: str('floor') }
       : { mode: str('linear'), coordinate_transformation_mode: str(how.alignCorners ? 'align_corners' : 'pytorch_half_pixel') };
-  return one(g, 'Resize', [x, null, null, sizes], x.dtype, [x.shape[0]!, x.shape[1]!, hw[0]!, hw[1]!], attrs);
+  return one(g, 'Resize', inputs, x.dtype, [x.shape[0]!, x.shape[1]!, hw[0]!, hw[1]!], attrs);
 }

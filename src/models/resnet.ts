@@ -73,7 +73,6 @@ export class Upsample2D extends Module {
 
   /** Nearest-neighbour upsampling to `size` (the skip connection's [h, w]) or by 2, then a 3x3 conv. */
   forward(g: Graph, x: Value, size?: Value): Value {
-    const target = size ?? ([x.shape[2]! * 2, x.shape[3]! * 2] as [number, number]);
-    return this.conv.forward(g, op.resize2d(x, target, { mode: 'nearest' }));
+    return this.conv.forward(g, op.resize2d(x, size ?? { scale: 2 }, { mode: 'nearest' }));
   }
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+/** `npm run parity -- <fixture-dir> [--json]`: compare every stage with the reference outputs. */
+import { runParity, type ParityReport } from '../pipeline/parity.js';
+
+function formatTable(r: ParityReport): string {
+  const lines = [`parity: ${r.fixture}`, ''];
+  const header = ['tensor', 'shape', 'max abs err', 'max |ref|', 'tolerance', 'result'];
+  const body = r.rows.map((row) => [
+    row.name, `[${row.shape.join(',')}]`, row.maxAbsError.toExponential(2), row.maxAbsRef.toExponential(2),
+    row.tolerance === 0 ? 'exact' : row.tolerance.toExponential(2), (row.pass ? 'pass' : 'FAIL') + (row.note ? ` (${row.note})` : ''),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  lines.push(fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...body.map(fmt), '');
+  if (r.notChecked.length) lines.push(`not checked (no stage produces them): ${r.notChecked.join(', ')}`);
+  const failed = r.rows.filter((x) => !x.pass).length;
+  lines.push(`${r.rows.length - failed} passed, ${failed} failed`);
+  return lines.join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const json = argv.includes('--json');
+  const dirs = argv.filter((a) => !a.startsWith('--'));
+  if (dirs.length !== 1 || argv.includes('--help')) {
+    process.stderr.write('usage: npm run parity -- <fixture-dir> [--json]\n  <fixture-dir> holds sd/, osdface/ and io.safetensors\n');
+    return 2;
+  }
+  const report = await runParity(dirs[0]!);
+  process.stdout.write((json ? JSON.stringify(report, null, 2) : formatTable(report)) + '\n');
+  return report.pass ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (e: unknown) => {
+    process.stderr.write(`parity: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 2;
+  },
+);
