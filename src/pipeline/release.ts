@@ -65,7 +65,7 @@ export const OSDFACE_FILES = {
 const LEGACY_ATTENTION_NAMES: Record<string, string> = { to_q: 'query', to_k: 'key', to_v: 'value', 'to_out.0': 'proj_attn' };
 
 /** Older VAE files name the mid-block attention projections query/key/value/proj_attn. */
-function legacyVaeAttentionName(key: string): string[] {
+export function legacyVaeAttentionName(key: string): string[] {
   const m = /^(.*\bmid_block\.attentions\.\d+\.)(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$/.exec(key);
   return m ? [`${m[1]}${LEGACY_ATTENTION_NAMES[m[2]!]}.${m[3]}`] : [];
 }
