@@ -1,43 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   loadDiffusersModel,
   loadSchedulerConfig,
   renameLegacyVaeAttention,
   reshapeLegacyAttentionWeight,
 } from '../src/weights/diffusers.js';
-import { WeightFileError } from '../src/weights/errors.js';
 import { writeSafetensors } from '../src/weights/safetensors.js';
+import { noFixtures, parityA, tempDir, throwsWeightError } from './helpers.js';
 
-// dist/test/<this>.js -> repo root
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const parityA = path.resolve(repoRoot, '../shared/fixtures/parity-a');
-const noFixtures = fs.existsSync(parityA) ? false : `fixtures not found at ${parityA}`;
 const sd = path.join(parityA, 'sd');
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-diffusers-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function throwsWeightError(fn: () => unknown, file: string, ...fragments: string[]): WeightFileError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof WeightFileError, `expected WeightFileError, got ${String(caught)}`);
-  assert.equal(caught.file, file);
-  assert.ok(caught.message.startsWith(`${file}: `), `message should start with the file: ${caught.message}`);
-  for (const s of fragments) assert.ok(caught.message.includes(s), `message should contain '${s}': ${caught.message}`);
-  return caught;
-}
 
 test('loads the parity-a sd folder: unet, vae and scheduler', { skip: noFixtures }, (t) => {
   const unet = loadDiffusersModel(sd, 'unet');
@@ -62,7 +36,7 @@ test('loads the parity-a sd folder: unet, vae and scheduler', { skip: noFixtures
 });
 
 test('missing folder, subfolder, config and weights are reported', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-diffusers-');
   const missing = path.join(dir, 'no-such-model');
   throwsWeightError(() => loadDiffusersModel(missing, 'unet'), missing, 'does not exist', 'SD-2.1-base');
   throwsWeightError(() => loadSchedulerConfig(missing), missing, 'does not exist');
@@ -92,7 +66,7 @@ test('missing folder, subfolder, config and weights are reported', (t) => {
 });
 
 test('fp16 weight file is accepted; invalid JSON names line and column', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-diffusers-');
   const sub = path.join(dir, 'unet');
   fs.mkdirSync(sub);
   fs.writeFileSync(path.join(sub, 'config.json'), '{"in_channels": 4}');

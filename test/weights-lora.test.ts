@@ -1,33 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { mergeLora } from '../src/weights/lora.js';
-import { WeightFileError } from '../src/weights/errors.js';
 import { SafetensorsFile } from '../src/weights/safetensors.js';
 import { type FloatTensor, type Tensor, floatTensor } from '../src/tensor.js';
-
-// dist/test/<this>.js -> repo root
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const parityA = path.resolve(repoRoot, '../shared/fixtures/parity-a');
-const noFixtures = fs.existsSync(parityA) ? false : `fixtures not found at ${parityA}`;
+import { noFixtures, parityA, throwsWeightError } from './helpers.js';
 
 const f = (shape: number[], values: number[]): FloatTensor => floatTensor(shape, Float32Array.from(values));
-
-function throwsWeightError(fn: () => unknown, file: string, ...fragments: string[]): WeightFileError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof WeightFileError, `expected WeightFileError, got ${String(caught)}`);
-  assert.equal(caught.file, file);
-  assert.ok(caught.message.startsWith(`${file}: `), `message should start with the file: ${caught.message}`);
-  for (const s of fragments) assert.ok(caught.message.includes(s), `message should contain '${s}': ${caught.message}`);
-  return caught;
-}
 
 test('2-D merge matches a hand-computed W + (alpha/rank) B@A', () => {
   const W = f([3, 2], [1, 2, 3, 4, 5, 6]);

@@ -1,23 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SafetensorsFile, decodeElements, writeSafetensors } from '../src/weights/safetensors.js';
-import { WeightFileError, similarKeys } from '../src/weights/errors.js';
+import { similarKeys } from '../src/weights/errors.js';
 import type { Tensor } from '../src/tensor.js';
-
-// dist/test/<this>.js -> repo root
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const parityA = path.resolve(repoRoot, '../shared/fixtures/parity-a');
-const noFixtures = fs.existsSync(parityA) ? false : `fixtures not found at ${parityA}`;
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-st-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { noFixtures, parityA, tempDir, throwsWeightErrorNamingFile } from './helpers.js';
 
 /** Builds a safetensors file by hand: header JSON (or raw text), data bytes, optional bogus length. */
 function craft(file: string, header: unknown, data: Uint8Array = new Uint8Array(0), headerLen?: bigint): string {
@@ -28,23 +16,8 @@ function craft(file: string, header: unknown, data: Uint8Array = new Uint8Array(
   return file;
 }
 
-/** Asserts `fn` throws a WeightFileError whose message contains every fragment. */
-function throwsWeightError(fn: () => unknown, file: string, ...fragments: string[]): WeightFileError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof WeightFileError, `expected WeightFileError, got ${String(caught)}`);
-  assert.equal(caught.file, file);
-  assert.ok(caught.message.includes(file), `message should name the file: ${caught.message}`);
-  for (const f of fragments) assert.ok(caught.message.includes(f), `message should contain '${f}': ${caught.message}`);
-  return caught;
-}
-
 test('round trip of f32, f64, i64, i32, u8, bool and metadata', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-st-');
   const file = path.join(dir, 'rt.safetensors');
   const tensors: Record<string, Tensor> = {
     'a.weight': { dtype: 'float32', shape: [2, 3], data: new Float32Array([1, -2, 3.5, 1e-30, -0, 7]) },
@@ -86,15 +59,15 @@ test('round trip of f32, f64, i64, i32, u8, bool and metadata', (t) => {
 });
 
 test('writeSafetensors rejects inconsistent tensors and leaves nothing behind', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-st-');
   const file = path.join(dir, 'bad.safetensors');
-  throwsWeightError(
+  throwsWeightErrorNamingFile(
     () => writeSafetensors(file, { w: { dtype: 'float32', shape: [2, 2], data: new Float32Array(3) } }),
     file,
     "'w'",
     '4 elements',
   );
-  throwsWeightError(
+  throwsWeightErrorNamingFile(
     () => writeSafetensors(file, { w: { dtype: 'int64', shape: [1], data: new Float32Array(1) } }),
     file,
     "'w'",
@@ -104,7 +77,7 @@ test('writeSafetensors rejects inconsistent tensors and leaves nothing behind', 
 });
 
 test('F16 and BF16 decode to float32 with exact bit patterns', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-st-');
   const half = [0x3c00, 0xc000, 0x3800, 0x7c00, 0xfc00, 0x0001, 0x7bff, 0x8000, 0x7e00, 0x3555];
   const halfWant = [1, -2, 0.5, Infinity, -Infinity, 2 ** -24, 65504, -0, NaN, 0.333251953125];
   const bf = [0x3f80, 0xc000, 0x3f00, 0x7f80, 0x4049, 0x0001];
@@ -163,73 +136,73 @@ test('reads the parity-a weight and io files', { skip: noFixtures }, (t) => {
 });
 
 test('truncated and malformed headers are rejected, naming the file', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-st-');
   const tiny = path.join(dir, 'tiny.safetensors');
   fs.writeFileSync(tiny, Buffer.from([1, 2, 3]));
-  throwsWeightError(() => SafetensorsFile.open(tiny), tiny, 'too short', 'found 3');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(tiny), tiny, 'too short', 'found 3');
 
   const longHeader = craft(path.join(dir, 'long.safetensors'), '{}', new Uint8Array(0), 1000n);
-  throwsWeightError(() => SafetensorsFile.open(longHeader), longHeader, 'header length is larger than the file', '1000');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(longHeader), longHeader, 'header length is larger than the file', '1000');
 
   const hugeLen = craft(path.join(dir, 'huge.safetensors'), '{}', new Uint8Array(0), 2n ** 63n);
-  throwsWeightError(() => SafetensorsFile.open(hugeLen), hugeLen, 'header length is larger');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(hugeLen), hugeLen, 'header length is larger');
 
   const badJson = craft(path.join(dir, 'json.safetensors'), '{"a": {"dtype": "F32",');
-  throwsWeightError(() => SafetensorsFile.open(badJson), badJson, 'not valid UTF-8 JSON');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(badJson), badJson, 'not valid UTF-8 JSON');
 
   const notObj = craft(path.join(dir, 'arr.safetensors'), '[1, 2]');
-  throwsWeightError(() => SafetensorsFile.open(notObj), notObj, 'not a JSON object');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(notObj), notObj, 'not a JSON object');
 
   const noShape = craft(path.join(dir, 'noshape.safetensors'), { w: { dtype: 'F32', data_offsets: [0, 4] } }, new Uint8Array(4));
-  throwsWeightError(() => SafetensorsFile.open(noShape), noShape, "'w'", 'shape');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(noShape), noShape, "'w'", 'shape');
 
   const noOffsets = craft(path.join(dir, 'nooff.safetensors'), { w: { dtype: 'F32', shape: [1] } }, new Uint8Array(4));
-  throwsWeightError(() => SafetensorsFile.open(noOffsets), noOffsets, "'w'", 'data_offsets');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(noOffsets), noOffsets, "'w'", 'data_offsets');
 
   const badDtype = craft(path.join(dir, 'dtype.safetensors'), { w: { dtype: 'Q7', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1));
-  throwsWeightError(() => SafetensorsFile.open(badDtype), badDtype, "'w'", "'Q7'");
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(badDtype), badDtype, "'w'", "'Q7'");
 });
 
 test('bad data_offsets are rejected, naming file and key', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-st-');
   const outside = craft(
     path.join(dir, 'outside.safetensors'),
     { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] } },
     new Uint8Array(12),
   );
-  throwsWeightError(() => SafetensorsFile.open(outside), outside, "'b'", 'outside the file', 'end <= 12');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(outside), outside, "'b'", 'outside the file', 'end <= 12');
 
   const wrongSize = craft(path.join(dir, 'size.safetensors'), { a: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 12] } }, new Uint8Array(16));
-  throwsWeightError(() => SafetensorsFile.open(wrongSize), wrongSize, "'a'", 'expected 16 bytes', 'found 12');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(wrongSize), wrongSize, "'a'", 'expected 16 bytes', 'found 12');
 
   const overlap = craft(
     path.join(dir, 'overlap.safetensors'),
     { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
     new Uint8Array(12),
   );
-  throwsWeightError(() => SafetensorsFile.open(overlap), overlap, "'b'", "'a'", 'overlaps');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(overlap), overlap, "'b'", "'a'", 'overlaps');
 
   const reversed = craft(path.join(dir, 'rev.safetensors'), { a: { dtype: 'U8', shape: [0], data_offsets: [4, 0] } }, new Uint8Array(4));
-  throwsWeightError(() => SafetensorsFile.open(reversed), reversed, "'a'", 'begin > end');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(reversed), reversed, "'a'", 'begin > end');
 });
 
 test('missing key lists similar keys; missing file says it does not exist', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-st-');
   const file = path.join(dir, 'k.safetensors');
   const z = { dtype: 'float32' as const, shape: [1], data: new Float32Array(1) };
   writeSafetensors(file, { 'down.0.conv1.weight': z, 'down.0.conv2.weight': z, 'up.1.norm.bias': z });
   const st = SafetensorsFile.open(file);
   t.after(() => st.close());
-  const err = throwsWeightError(() => st.read('down.0.conv1.weights'), file, "'down.0.conv1.weights'", 'Similar keys', "'down.0.conv1.weight'");
+  const err = throwsWeightErrorNamingFile(() => st.read('down.0.conv1.weights'), file, "'down.0.conv1.weights'", 'Similar keys', "'down.0.conv1.weight'");
   assert.equal(err.key, 'down.0.conv1.weights');
-  throwsWeightError(() => st.info('nothing.like.this.at.all.xyz'), file, 'no tensor named');
+  throwsWeightErrorNamingFile(() => st.info('nothing.like.this.at.all.xyz'), file, 'no tensor named');
 
   const missing = path.join(dir, 'nope.safetensors');
-  throwsWeightError(() => SafetensorsFile.open(missing), missing, 'does not exist');
-  throwsWeightError(() => SafetensorsFile.open(dir), dir, 'is a directory');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(missing), missing, 'does not exist');
+  throwsWeightErrorNamingFile(() => SafetensorsFile.open(dir), dir, 'is a directory');
 
   st.close();
-  throwsWeightError(() => st.read('up.1.norm.bias'), file, 'closed');
+  throwsWeightErrorNamingFile(() => st.read('up.1.norm.bias'), file, 'closed');
 });
 
 test('similarKeys prefers keys sharing the dotted suffix', () => {

@@ -1,43 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { fileURLToPath } from 'node:url';
-import { WeightFileError } from '../src/weights/errors.js';
 import { unpickle } from '../src/weights/pickle.js';
 import { loadTorchCheckpoint } from '../src/weights/torch.js';
 import { crc32, readZip } from '../src/weights/zip.js';
 import { loadEmbeddingChange, loadVreCheckpoint, requireKeys } from '../src/weights/osdface.js';
 import { SafetensorsFile } from '../src/weights/safetensors.js';
+import { noFixtures, parityA, tempDir, throwsWeightError } from './helpers.js';
 
-// dist/test/<this>.js -> repo root
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const parityA = path.resolve(repoRoot, '../shared/fixtures/parity-a');
-const noFixtures = fs.existsSync(parityA) ? false : `fixtures not found at ${parityA}`;
 const embeddingPth = path.join(parityA, 'osdface/embedding_change_weights.pth');
 const associateCkpt = path.join(parityA, 'osdface/associate_2.ckpt');
-
-function tempDir(t: { after(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-torch-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function throwsWeightError(fn: () => unknown, file: string, ...fragments: string[]): WeightFileError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof WeightFileError, `expected WeightFileError, got ${String(caught)}`);
-  assert.equal(caught.file, file);
-  assert.ok(caught.message.startsWith(`${file}: `), `message should start with the file: ${caught.message}`);
-  for (const f of fragments) assert.ok(caught.message.includes(f), `message should contain '${f}': ${caught.message}`);
-  return caught;
-}
 
 // ---------------------------------------------------------------------------------------------
 // A tiny pickle writer: just the opcodes torch.save emits, so tests can build exact byte streams.
@@ -303,7 +277,7 @@ test('readZip lists torch archive entries', { skip: noFixtures }, () => {
 });
 
 test('hand-built checkpoint: strides, offsets, dtypes, wrappers, ZIP64, protocol 4', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-torch-');
   for (const variant of [
     { proto: 2, stackGlobal: false, zip64: false },
     { proto: 4, stackGlobal: true, zip64: true },
@@ -380,7 +354,7 @@ test('globals outside the allow-list are refused (GLOBAL and STACK_GLOBAL)', (t)
   throwsWeightError(() => unpickle(buildOnList, { file }), file, 'BUILD', 'refused');
 
   // ...and through a checkpoint file, the error names that file.
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-torch-');
   const ckpt = path.join(dir, 'evil.pth');
   writeCheckpoint(ckpt, viaStack, {});
   throwsWeightError(() => loadTorchCheckpoint(ckpt), ckpt, "'os.system'", 'refused', 'nothing was executed');
@@ -413,7 +387,7 @@ test('plain values decode (ints, LONG1, floats, strings, bytes, containers)', ()
 });
 
 test('corrupt and non-zip files are rejected, naming the file', { skip: noFixtures }, (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'osdface-torch-');
   const good = fs.readFileSync(embeddingPth);
 
   const truncated = path.join(dir, 'truncated.pth');
