@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Graph, Value } from './ir.js';
+import type { Graph, Node, Value } from './ir.js';
 import { encodeModel, ONNX_OPSET, type OnnxNode, type OnnxTensor } from './onnx.js';
 import { type Tensor, numel, shapeStr } from '../tensor.js';
 
@@ -31,25 +31,59 @@ function tensorBytes(t: Tensor): Uint8Array {
   return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
+/**
+ * Parameters that are only ever read through a 2-D Transpose (linear weights feeding MatMul) are
+ * written pre-transposed and the Transpose node dropped, so ONNX Runtime does not have to fold
+ * (and briefly duplicate) them at load time.
+ */
+function foldedTransposes(graph: Graph): Map<Value, Node> {
+  const consumers = new Map<Value, Node[]>();
+  for (const n of graph.nodes) for (const i of n.inputs) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n]);
+  const folded = new Map<Value, Node>();
+  for (const p of graph.params.values()) {
+    const uses = consumers.get(p) ?? [];
+    const t = uses[0];
+    const perm = t?.attrs['perm'];
+    if (uses.length === 1 && t && t.op === 'Transpose' && p.rank === 2 && perm?.kind === 'ints' && perm.value[0] === 1) folded.set(p, t);
+  }
+  return folded;
+}
+
+function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  return out;
+}
+
 export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
+  const folded = foldedTransposes(graph);
+  const renamed = new Map<string, string>();
+  for (const t of folded.values()) renamed.set(t.outputs[0]!.name, `${t.inputs[0]!.name}.T`);
   const initializers: OnnxTensor[] = [];
   let fd: number | undefined;
   let offset = 0;
   if (opts.external) fd = fs.openSync(path.join(opts.external.dir, opts.external.fileName), 'w');
   try {
     for (const [key, value] of graph.params) {
-      const data = opts.weights.read(key, value.shape);
+      let data = opts.weights.read(key, value.shape);
       if (data.length !== numel(value.shape)) {
         throw new Error(`weight '${key}': ${data.length} values for shape ${shapeStr(value.shape)}`);
+      }
+      let name = key;
+      let dims = value.shape;
+      if (folded.has(value)) {
+        data = transpose2d(data, value.shape[0]!, value.shape[1]!);
+        name = `${key}.T`;
+        dims = [value.shape[1]!, value.shape[0]!];
       }
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (fd !== undefined) {
         offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
         fs.writeSync(fd, bytes, 0, bytes.length, offset);
-        initializers.push({ name: key, dtype: 'float32', dims: value.shape, external: { location: opts.external!.fileName, offset, length: bytes.length } });
+        initializers.push({ name, dtype: 'float32', dims, external: { location: opts.external!.fileName, offset, length: bytes.length } });
         offset += bytes.length;
       } else {
-        initializers.push({ name: key, dtype: 'float32', dims: value.shape, raw: bytes });
+        initializers.push({ name, dtype: 'float32', dims, raw: bytes });
       }
     }
   } finally {
@@ -59,13 +93,13 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
     initializers.push({ name: value.name, dtype: t.dtype, dims: t.shape, raw: tensorBytes(t) });
   }
 
-  const used = new Set<Value>();
-  for (const n of graph.nodes) for (const i of n.inputs) if (i) used.add(i);
-  const nodes: OnnxNode[] = graph.nodes.map((n) => ({
+  const droppedNodes = new Set<Node>(folded.values());
+  const ref = (v: Value | null) => (v ? renamed.get(v.name) ?? v.name : '');
+  const nodes: OnnxNode[] = graph.nodes.filter((n) => !droppedNodes.has(n)).map((n) => ({
     opType: n.op,
     domain: n.domain,
     name: n.name,
-    inputs: n.inputs.map((i) => (i ? i.name : '')),
+    inputs: n.inputs.map(ref),
     outputs: n.outputs.map((o) => o.name),
     attrs: n.attrs,
   }));

@@ -11,6 +11,20 @@ import type { WeightSource } from '../graph/emit.js';
 import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
 import { selectCodes } from '../models/vre/vq_select.js';
 import type { OSDFaceRelease } from './release.js';
+
+/** What the pipeline needs besides the networks' sessions. */
+export interface PipelineSettings {
+  codebook: FloatTensor;
+  nMin: number;
+  timestep: number;
+  /** alphas_cumprod[timestep] of the float32 training schedule. */
+  alphaCumprod: number;
+  processSize: number;
+  scalingFactor: number;
+}
+
+export type StageName = 'preprocess' | 'vre' | 'embeddingChange' | 'vaeEncoder' | 'unet' | 'vaeDecoder';
+export type StageSessions = Record<StageName, OnnxSession>;
 import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
 import { gaussianNoise } from './random.js';
@@ -47,27 +61,46 @@ export interface RestoreResult extends VreResult {
   out: FloatTensor;
 }
 
+export interface StageGraph {
+  name: StageName;
+  graph: Graph;
+  weights: WeightSource;
+}
+
+/** Every network stage of the pipeline, built from the release's modules. */
+export function stageGraphs(r: OSDFaceRelease): StageGraph[] {
+  const nMin = r.vre.module.nMin;
+  return [
+    { name: 'preprocess', graph: preprocessGraph(r.processSize), weights: NO_WEIGHTS },
+    { name: 'vre', graph: vreGraph(r.vre.module), weights: r.vre.weights },
+    { name: 'embeddingChange', graph: embeddingChangeGraph(r.embeddingChange.module, nMin), weights: r.embeddingChange.weights },
+    { name: 'vaeEncoder', graph: vaeEncoderGraph(r.vae.module), weights: r.vae.weights },
+    { name: 'unet', graph: unetGraph(r.unet.module, nMin), weights: r.unet.weights },
+    { name: 'vaeDecoder', graph: vaeDecoderGraph(r.vae.module), weights: r.vae.weights },
+  ];
+}
+
+export function releaseSettings(r: OSDFaceRelease): PipelineSettings {
+  const acp = r.alphasCumprod[r.timestep];
+  if (acp === undefined) throw new Error(`timestep ${r.timestep} is outside the ${r.alphasCumprod.length}-step schedule`);
+  return {
+    codebook: r.codebook, nMin: r.vre.module.nMin, timestep: r.timestep, alphaCumprod: acp,
+    processSize: r.processSize, scalingFactor: r.vae.module.scalingFactor,
+  };
+}
+
 export class OSDFacePipeline {
-  private constructor(
-    private readonly release: OSDFaceRelease,
-    private readonly s: Record<'preprocess' | 'vre' | 'embeddingChange' | 'vaeEncoder' | 'unet' | 'vaeDecoder', OnnxSession>,
-  ) {}
+  constructor(readonly settings: PipelineSettings, private readonly s: StageSessions) {}
 
   /** Builds every stage's graph with its weights inline (fine for models under 2 GB). */
   static async create(release: OSDFaceRelease, runtime: RuntimeOptions = {}): Promise<OSDFacePipeline> {
-    const r = release;
-    return new OSDFacePipeline(r, {
-      preprocess: await session(preprocessGraph(r.processSize), NO_WEIGHTS, runtime),
-      vre: await session(vreGraph(r.vre.module), r.vre.weights, runtime),
-      embeddingChange: await session(embeddingChangeGraph(r.embeddingChange.module, r.vre.module.nMin), r.embeddingChange.weights, runtime),
-      vaeEncoder: await session(vaeEncoderGraph(r.vae.module), r.vae.weights, runtime),
-      unet: await session(unetGraph(r.unet.module, r.vre.module.nMin), r.unet.weights, runtime),
-      vaeDecoder: await session(vaeDecoderGraph(r.vae.module), r.vae.weights, runtime),
-    });
+    const sessions: Partial<StageSessions> = {};
+    for (const stage of stageGraphs(release)) sessions[stage.name] = await session(stage.graph, stage.weights, runtime);
+    return new OSDFacePipeline(releaseSettings(release), sessions as StageSessions);
   }
 
   get scalingFactor(): number {
-    return this.release.vae.module.scalingFactor;
+    return this.settings.scalingFactor;
   }
 
   async preprocess(lq: FloatTensor): Promise<FloatTensor> {
@@ -77,7 +110,7 @@ export class OSDFacePipeline {
   /** image in [-1, 1] -> tokens (B, n_min, E), code indices (-1 = zero row), prompt (B, n_min, C). */
   async vre(image: FloatTensor): Promise<VreResult> {
     const out = await this.s.vre.run({ image });
-    const { tokens, indices } = selectCodes(out.min_distance!, out.code_index!, this.release.codebook, this.release.vre.module.nMin);
+    const { tokens, indices } = selectCodes(out.min_distance!, out.code_index!, this.settings.codebook, this.settings.nMin);
     const prompt = (await this.s.embeddingChange.run({ tokens })).prompt as FloatTensor;
     return { z: out.z as FloatTensor, tokens, indices, prompt };
   }
@@ -91,7 +124,7 @@ export class OSDFacePipeline {
     return { mean: out.mean as FloatTensor, logvar: out.logvar as FloatTensor };
   }
 
-  async unet(sample: FloatTensor, prompt: FloatTensor, timestep = this.release.timestep): Promise<FloatTensor> {
+  async unet(sample: FloatTensor, prompt: FloatTensor, timestep = this.settings.timestep): Promise<FloatTensor> {
     const t = floatTensor([1], Float32Array.of(timestep));
     return (await this.s.unet.run({ sample, timestep: t, encoder_hidden_states: prompt })).eps as FloatTensor;
   }
@@ -120,7 +153,7 @@ export class OSDFacePipeline {
       for (let i = 0; i < latent.data.length; i++) latent.data[i] = f(mean.data[i]! * sf);
     }
     const epsPred = await this.unet(latent, vre.prompt);
-    const x0 = x0FromEps(latent, epsPred, this.release.alphasCumprod[this.release.timestep]!);
+    const x0 = x0FromEps(latent, epsPred, this.settings.alphaCumprod);
     const decoded = await this.decode(floatTensor(x0.shape, x0.data.map((v) => f(v / sf))));
     const out = floatTensor(decoded.shape, decoded.data.map((v) => Math.min(1, Math.max(0, f(f(Math.min(1, Math.max(-1, v)) * 0.5) + 0.5)))));
     return { ...vre, lqProcessed, mean, logvar, latent, epsPred, x0, decoded, out };
