@@ -196,7 +196,7 @@ export async function fromSquareTensor(t: FloatTensor, crop: SquareCrop, opts: {
 
   // CHW float -> HWC bytes
   const plane = n * n;
-  let pixels = new Uint8Array(plane * 3);
+  let pixels: Uint8Array = new Uint8Array(plane * 3);
   for (let i = 0; i < plane; i++) {
     for (let ch = 0; ch < 3; ch++) {
       const v = t.data[ch * plane + i];
