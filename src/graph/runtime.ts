@@ -7,6 +7,12 @@ export interface RuntimeOptions {
   threads?: number;
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
   executionProviders?: string[];
+  /**
+   * Let idle intra-op threads spin for work (ONNX Runtime's default). Off by default here: the
+   * pipeline runs several sessions one after another, and threads spinning in an idle session
+   * take the cores from the one running.
+   */
+  spinning?: boolean;
 }
 
 function toOrt(t: Tensor): ort.Tensor {
@@ -42,6 +48,7 @@ export class OnnxSession {
       graphOptimizationLevel: opts.optimization ?? 'all',
       executionProviders: opts.executionProviders ?? ['cpu'],
     };
+    options.extra = { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' }, inter_op: { allow_spinning: opts.spinning ? '1' : '0' } } };
     if (opts.threads) {
       options.intraOpNumThreads = opts.threads;
       options.interOpNumThreads = 1;

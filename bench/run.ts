@@ -1,0 +1,70 @@
+/**
+ * `npm run bench [-- --json] [--runs N] [--threads N]`: full-size OSDFace (random weights from the
+ * full-size configs) on one 512x512 face, batch 1. The converted model is cached in bench/.cache.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { writeModelDir } from '../src/pipeline/convert.js';
+import { randomRelease } from './random_release.js';
+import { PACKAGE_VERSION } from '../src/version.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const fullSize = path.resolve(repo, '../shared/fixtures/full-size');
+const cacheDir = path.join(repo, 'bench/.cache');
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function ensureModel(dtype: 'fp32'): string {
+  const dir = path.join(cacheDir, `fullsize-${dtype}`);
+  const manifest = path.join(dir, 'manifest.json');
+  if (fs.existsSync(manifest) && (JSON.parse(fs.readFileSync(manifest, 'utf8')) as { packageVersion: string }).packageVersion === PACKAGE_VERSION &&
+    fs.statSync(manifest).mtimeMs > newestSource()) return dir;
+  process.stderr.write(`bench: writing the full-size ${dtype} model with random weights to ${dir} (once)...\n`);
+  writeModelDir(randomRelease(fullSize), {
+    out: dir, dtype, force: true,
+    onProgress: (step, done, total) => process.stderr.write(`  [${done}/${total}] ${step}\n`),
+  });
+  return dir;
+}
+
+/** The cached model is rebuilt when the code that emits graphs changed. */
+function newestSource(): number {
+  let newest = 0;
+  for (const sub of ['dist/src/graph', 'dist/src/nn', 'dist/src/models', 'dist/src/pipeline']) {
+    for (const f of fs.readdirSync(path.join(repo, sub), { recursive: true }) as string[]) {
+      if (f.endsWith('.js')) newest = Math.max(newest, fs.statSync(path.join(repo, sub, f)).mtimeMs);
+    }
+  }
+  return newest;
+}
+
+const json = process.argv.includes('--json');
+const runs = arg('--runs', 3);
+const threads = arg('--threads', 2);
+const results: Record<string, unknown> = {};
+for (const dtype of ['fp32'] as const) {
+  const dir = ensureModel(dtype);
+  const r = spawnSync(process.execPath, [path.join(here, 'time.js'), dir, String(threads), String(runs)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error(`timing ${dtype} failed (exit ${r.status})`);
+  results[dtype] = JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+const reference = JSON.parse(fs.readFileSync(path.join(fullSize, 'reference-cpu-timing.json'), 'utf8')) as { median_seconds: Record<string, number>; peak_rss_mb: number };
+if (json) {
+  process.stdout.write(JSON.stringify(results) + '\n');
+} else {
+  const ref = reference.median_seconds;
+  const refKeys: Record<string, string> = { vre_s: 'vre', vae_encode_s: 'vae_encode', unet_s: 'unet', vae_decode_s: 'vae_decode', total_s: 'total' };
+  for (const [dtype, r] of Object.entries(results) as [string, Record<string, number>][]) {
+    process.stdout.write(`${dtype}: ${threads} threads, median of ${runs} runs after 1 warm-up, 512x512, batch 1\n`);
+    for (const [k, name] of Object.entries(refKeys)) {
+      process.stdout.write(`  ${name.padEnd(11)} ${r[k]!.toFixed(2).padStart(7)} s   reference ${ref[name]!.toFixed(2).padStart(6)} s   ratio ${(r[k]! / ref[name]!).toFixed(2)}\n`);
+    }
+    process.stdout.write(`  load        ${r['load_s']!.toFixed(2).padStart(7)} s\n  peak RSS    ${r['peak_rss_mb']!.toFixed(0).padStart(7)} MB  reference ${reference.peak_rss_mb.toFixed(0)} MB\n`);
+  }
+}
