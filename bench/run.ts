@@ -7,6 +7,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { writeModelDir } from '../src/pipeline/convert.js';
+import { prepareOptimized } from '../src/pipeline/model.js';
 import { randomRelease } from './random_release.js';
 import { PACKAGE_VERSION } from '../src/version.js';
 
@@ -20,16 +21,17 @@ function arg(name: string, fallback: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-function ensureModel(dtype: 'fp32'): string {
+async function ensureModel(dtype: 'fp32'): Promise<string> {
   const dir = path.join(cacheDir, `fullsize-${dtype}`);
-  const manifest = path.join(dir, 'manifest.json');
-  if (fs.existsSync(manifest) && (JSON.parse(fs.readFileSync(manifest, 'utf8')) as { packageVersion: string }).packageVersion === PACKAGE_VERSION &&
-    fs.statSync(manifest).mtimeMs > newestSource()) return dir;
+  const manifestFile = path.join(dir, "manifest.json");
+  if (fs.existsSync(manifestFile) && (JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as { packageVersion: string }).packageVersion === PACKAGE_VERSION &&
+    fs.statSync(manifestFile).mtimeMs > newestSource()) return dir;
   process.stderr.write(`bench: writing the full-size ${dtype} model with random weights to ${dir} (once)...\n`);
-  writeModelDir(randomRelease(fullSize), {
+  const manifest = writeModelDir(randomRelease(fullSize), {
     out: dir, dtype, force: true,
     onProgress: (step, done, total) => process.stderr.write(`  [${done}/${total}] ${step}\n`),
   });
+  await prepareOptimized(dir, manifest, (step) => process.stderr.write(`  ${step}\n`));
   return dir;
 }
 
@@ -49,7 +51,7 @@ const runs = arg('--runs', 3);
 const threads = arg('--threads', 2);
 const results: Record<string, unknown> = {};
 for (const dtype of ['fp32'] as const) {
-  const dir = ensureModel(dtype);
+  const dir = await ensureModel(dtype);
   const r = spawnSync(process.execPath, [path.join(here, 'time.js'), dir, String(threads), String(runs)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) throw new Error(`timing ${dtype} failed (exit ${r.status})`);
   results[dtype] = JSON.parse(r.stdout.trim().split('\n').pop()!);

@@ -1,8 +1,8 @@
 /** Host-side tensors: the common currency between weight files, graphs and the runtime. */
 
-export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'uint8' | 'bool';
+export type DType = 'float32' | 'float64' | 'int64' | 'int32' | 'uint8' | 'int8' | 'bool';
 
-export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+export type TensorData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array | Int8Array;
 
 export interface Tensor {
   dtype: DType;

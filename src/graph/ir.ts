@@ -62,6 +62,8 @@ export class Graph {
   private readonly scopes: string[] = [];
   private readonly names = new Set<string>();
   private counter = 0;
+  /** Attention as ONNX Runtime's fused contrib op (true) or standard ONNX ops (false). */
+  fusedAttention = true;
 
   constructor(readonly name: string) {}
 

@@ -9,6 +9,7 @@ export const ONNX_IR_VERSION = 8;
 export const ONNX_OPSET = 18;
 
 const DATA_TYPE: Record<DType, number> = {
+  int8: 3,
   float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float64: 11,
 };
 

@@ -85,7 +85,7 @@ export function clip(x: Value, min: number, max: number): Value {
 }
 
 export function cast(x: Value, to: DType): Value {
-  const codes: Record<DType, number> = { float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float64: 11 };
+  const codes: Record<DType, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float64: 11 };
   return one(x.graph, 'Cast', [x], to, x.shape, { to: int(codes[to]) });
 }
 

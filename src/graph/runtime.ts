@@ -1,4 +1,5 @@
 /** A thin typed wrapper around onnxruntime-node sessions, speaking our host Tensor type. */
+import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { Tensor } from '../tensor.js';
 
@@ -13,6 +14,16 @@ export interface RuntimeOptions {
    * take the cores from the one running.
    */
   spinning?: boolean;
+  /**
+   * Keep freed activation memory in a per-session arena (ONNX Runtime's default). Off by default
+   * here: with the arena, every stage's session holds on to its own peak, so the pipeline's
+   * peak RSS becomes their sum instead of the largest one.
+   */
+  memoryArena?: boolean;
+  /** Write the optimized graph here (weights to `<file>.data` beside it) while creating the session. */
+  saveOptimizedTo?: string;
+  /** Skip MatMul weight prepacking: lower memory, slightly slower products. */
+  disablePrepacking?: boolean;
 }
 
 function toOrt(t: Tensor): ort.Tensor {
@@ -22,6 +33,7 @@ function toOrt(t: Tensor): ort.Tensor {
     case 'int64': return new ort.Tensor('int64', t.data as BigInt64Array, t.shape);
     case 'int32': return new ort.Tensor('int32', t.data as Int32Array, t.shape);
     case 'uint8': return new ort.Tensor('uint8', t.data as Uint8Array, t.shape);
+    case 'int8': return new ort.Tensor('int8', t.data as Int8Array, t.shape);
     case 'bool': return new ort.Tensor('bool', t.data as Uint8Array, t.shape);
   }
 }
@@ -34,6 +46,7 @@ function fromOrt(t: ort.Tensor): Tensor {
     case 'int64': return { dtype: 'int64', shape, data: t.data as BigInt64Array };
     case 'int32': return { dtype: 'int32', shape, data: t.data as Int32Array };
     case 'uint8': return { dtype: 'uint8', shape, data: t.data as Uint8Array };
+    case 'int8': return { dtype: 'int8', shape, data: t.data as Int8Array };
     case 'bool': return { dtype: 'bool', shape, data: t.data as Uint8Array };
     default: throw new Error(`unsupported output tensor type ${t.type}`);
   }
@@ -47,8 +60,21 @@ export class OnnxSession {
     const options: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: opts.optimization ?? 'all',
       executionProviders: opts.executionProviders ?? ['cpu'],
+      // Warnings (e.g. that an optimized graph is specific to this CPU, which we know) are not for users.
+      logSeverityLevel: 3,
     };
-    options.extra = { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' }, inter_op: { allow_spinning: opts.spinning ? '1' : '0' } } };
+    const config: Record<string, unknown> = {
+      intra_op: { allow_spinning: opts.spinning ? '1' : '0' },
+      inter_op: { allow_spinning: opts.spinning ? '1' : '0' },
+    };
+    if (opts.disablePrepacking) config['disable_prepacking'] = '1';
+    if (opts.saveOptimizedTo) {
+      options.optimizedModelFilePath = opts.saveOptimizedTo;
+      config['optimized_model_external_initializers_file_name'] = `${path.basename(opts.saveOptimizedTo)}.data`;
+      config['optimized_model_external_initializers_min_size_in_bytes'] = '1024';
+    }
+    options.extra = { session: config };
+    options.enableCpuMemArena = opts.memoryArena ?? false;
     if (opts.threads) {
       options.intraOpNumThreads = opts.threads;
       options.interOpNumThreads = 1;

@@ -12,6 +12,7 @@ import { writeSafetensors } from '../weights/safetensors.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { loadRelease, OSDFACE_FILES, type OSDFaceRelease } from './release.js';
 import { releaseSettings, stageGraphs, type StageName } from './pipeline.js';
+import { prepareOptimized } from './model.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type SourceFile } from './manifest.js';
 
 export interface ConvertOptions {
@@ -137,13 +138,16 @@ export async function convertRelease(opts: ConvertOptions): Promise<Manifest> {
     }
     add(path.join(opts.sd, 'scheduler', 'scheduler_config.json'));
     for (const f of Object.values(OSDFACE_FILES)) add(path.join(opts.osdface, f));
-    return writeModelDir(release, {
+    const manifest = writeModelDir(release, {
       out, dtype: opts.dtype, force: opts.force, sources, onProgress: opts.onProgress,
       configs: {
         scheduler: readJsonIfExists(path.join(opts.sd, 'scheduler', 'scheduler_config.json')),
         osdface: readJsonIfExists(path.join(opts.osdface, OSDFACE_FILES.config)),
       },
     });
+    // Optimizing for this CPU now makes the first load as fast as every later one.
+    await prepareOptimized(out, manifest, (step) => opts.onProgress?.(step, 0, 1));
+    return manifest;
   } finally {
     release.close();
   }

@@ -1,20 +1,87 @@
-/** Loading a converted model directory into a ready pipeline. */
+/**
+ * Loading a converted model directory into a ready pipeline.
+ *
+ * ONNX Runtime's full graph optimization (layout changes for the convolutions, fusions) takes
+ * ~25 s and a second copy of the weights for the full-size UNet. Its result depends on this CPU's
+ * instruction set, so it is cached per CPU in `<model dir>/optimized/<cpu key>/` the first time
+ * (convert does it up front) and later loads read the optimized graphs directly.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import ort from 'onnxruntime-node';
 import { OnnxSession, type RuntimeOptions } from '../graph/runtime.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import type { FloatTensor } from '../tensor.js';
 import { OSDFacePipeline, type StageName, type StageSessions } from './pipeline.js';
 import { readManifest, type Manifest } from './manifest.js';
 
-export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}): Promise<{ pipeline: OSDFacePipeline; manifest: Manifest }> {
+const COMPLETE = 'complete.json';
+
+/** What the optimized graphs depend on: ONNX Runtime's version and the CPU's instruction set. */
+export function cpuKey(): string {
+  let flags = '';
+  try {
+    flags = /^flags\s*:(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? '';
+  } catch {
+    flags = os.cpus()[0]?.model ?? '';
+  }
+  const hash = crypto.createHash('sha256').update(`${ort.env.versions.common}|${os.platform()}|${os.arch()}|${flags}`).digest('hex');
+  return `${os.arch()}-ort${ort.env.versions.common}-${hash.slice(0, 12)}`;
+}
+
+export function optimizedDir(dir: string): string {
+  return path.join(dir, 'optimized', cpuKey());
+}
+
+/**
+ * Writes the optimized graphs for this CPU (atomically: a temporary folder renamed at the end).
+ * Returns false when the model directory cannot be written (the caller then optimizes in memory).
+ */
+export async function prepareOptimized(dir: string, manifest: Manifest, onProgress?: (step: string) => void): Promise<boolean> {
+  const target = optimizedDir(dir);
+  if (fs.existsSync(path.join(target, COMPLETE))) return true;
+  let tmp: string;
+  try {
+    fs.mkdirSync(path.dirname(target), { recursive: true });
+    tmp = fs.mkdtempSync(`${target}.partial-`);
+  } catch {
+    return false;
+  }
+  try {
+    for (const file of Object.values(manifest.graphs)) {
+      onProgress?.(`optimizing ${file} for this CPU`);
+      const s = await OnnxSession.create(path.join(dir, file), { optimization: 'all', saveOptimizedTo: path.join(tmp, file) });
+      await s.release();
+    }
+    fs.writeFileSync(path.join(tmp, COMPLETE), JSON.stringify({ cpuKey: cpuKey(), createdAt: new Date().toISOString() }));
+    fs.rmSync(target, { recursive: true, force: true });
+    fs.renameSync(tmp, target);
+    return true;
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export interface LoadedModel {
+  pipeline: OSDFacePipeline;
+  manifest: Manifest;
+}
+
+export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, onProgress?: (step: string) => void): Promise<LoadedModel> {
   const manifest = readManifest(dir);
   const cb = SafetensorsFile.open(path.join(dir, manifest.codebookFile));
   const codebook = cb.read('codebook') as FloatTensor;
   cb.close();
+  const optimized = runtime.optimization === undefined && (await prepareOptimized(dir, manifest, onProgress));
   const sessions: Partial<StageSessions> = {};
   try {
     for (const [stage, file] of Object.entries(manifest.graphs) as [StageName, string][]) {
-      sessions[stage] = await OnnxSession.create(path.join(dir, file), runtime);
+      sessions[stage] = optimized
+        ? await OnnxSession.create(path.join(optimizedDir(dir), file), { ...runtime, optimization: 'disabled' })
+        : await OnnxSession.create(path.join(dir, file), runtime);
     }
   } catch (e) {
     for (const s of Object.values(sessions)) await s.release();

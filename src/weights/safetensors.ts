@@ -319,6 +319,7 @@ const WRITE_DTYPE: Readonly<Record<DType, { st: ElementType; ctor: Function }>> 
   int64: { st: 'I64', ctor: BigInt64Array },
   int32: { st: 'I32', ctor: Int32Array },
   uint8: { st: 'U8', ctor: Uint8Array },
+  int8: { st: 'I8', ctor: Int8Array },
   bool: { st: 'BOOL', ctor: Uint8Array },
 };
 
