@@ -63,6 +63,8 @@ export class UNet2DConditionModel extends Module {
     const onlyCross = c.isSet('only_cross_attention') && typeof c.raw['only_cross_attention'] !== 'boolean'
       ? c.fail('only_cross_attention', 'per-block lists are not supported') : c.bool('only_cross_attention', false);
     const linearProj = c.bool('use_linear_projection', false);
+    // Upcasting q/k (upcast_attention) or the softmax to float32 changes nothing in a float32 graph.
+    c.bool('upcast_attention', false);
     this.inChannels = c.int('in_channels', 4);
     this.outChannels = c.int('out_channels', 4);
     this.crossAttentionDim = crossDim;

@@ -103,7 +103,12 @@ export class OSDFacePipeline {
     return this.settings.scalingFactor;
   }
 
+  /**
+   * lq in [0, 1] -> lq * 2 - 1, resized to process_size when square. Like infer.py, a non-square
+   * input is not resized (the networks take any size that is a multiple of the VAE's factor).
+   */
   async preprocess(lq: FloatTensor): Promise<FloatTensor> {
+    if (lq.shape[2] !== lq.shape[3]) return floatTensor(lq.shape, lq.data.map((v) => v * 2 - 1));
     return (await this.s.preprocess.run({ lq })).lq_processed as FloatTensor;
   }
 
