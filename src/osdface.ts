@@ -1,0 +1,270 @@
+/**
+ * The public API: load a converted model directory once, restore face images with it.
+ *
+ *   const model = await OSDFace.load('models/osdface', { threads: 4 });
+ *   const out = await model.restore('face.png');            // RgbImage at the input's size
+ *   const outs = await model.restore(['a.png', 'b.png']);   // one pipeline call per square size
+ *   await model.dispose();
+ */
+import crypto from 'node:crypto';
+import path from 'node:path';
+import sharp from 'sharp';
+import { decodeImage, fromSquareTensor, toSquareTensor, type DecodedImage, type ImageInput, type RgbImage, type SquareCrop } from './image/io.js';
+import { loadModelDir } from './pipeline/model.js';
+import { readManifest, type Manifest } from './pipeline/manifest.js';
+import type { OSDFacePipeline } from './pipeline/pipeline.js';
+import { gaussianNoise } from './pipeline/random.js';
+import { floatTensor, type FloatTensor } from './tensor.js';
+
+export type ModelDtype = 'fp32' | 'int8';
+
+export interface OSDFaceLoadOptions {
+  /** ONNX Runtime intra-op threads; default: ONNX Runtime's choice (all cores). */
+  threads?: number;
+  /**
+   * The weight type you expect. Must match the directory's `manifest.dtype` (the dtype it was
+   * converted with); left out, whatever the directory holds is used.
+   */
+  dtype?: ModelDtype;
+}
+
+export interface OSDFaceRestoreOptions {
+  /**
+   * 'mode' (default): the VAE posterior mean, deterministic. 'sample': mean + std * noise, as the
+   * reference `latent_dist.sample()`; the noise comes from `seed`.
+   */
+  latent?: 'mode' | 'sample';
+  /**
+   * Noise seed for `latent: 'sample'` (an integer in [0, 2^32)). For a list of images, image i
+   * uses `seed + i` (mod 2^32), so `restore([a, b], { seed })` gives the same pixels as
+   * `restore(a, { seed })` and `restore(b, { seed: seed + 1 })`; an array gives each image its own
+   * seed. Left out, a random seed is drawn (reported in the result's `seed`).
+   */
+  seed?: number | readonly number[];
+  /** Longer side of the output in pixels; default: the input's own size. */
+  size?: number;
+  /** Called after each group of same-size images: images done so far, images in the call. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** A restored image: 8-bit RGB (HWC), plus the input's alpha channel resized to match, if it had one. */
+export interface RestoredImage extends RgbImage {
+  /** width*height alpha values, when the input had an alpha channel (not applied to `data`). */
+  alpha?: Uint8Array;
+  /** The noise seed this image used (sample path only). */
+  seed?: number;
+}
+
+/** Anything `restore` reads: a file path, encoded bytes, raw pixels, or a (restored) RgbImage with `alpha`. */
+export type OSDFaceInput = ImageInput | RestoredImage;
+
+const SEED_LIMIT = 2 ** 32;
+
+function isPositiveInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v > 0;
+}
+
+function checkSeed(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= SEED_LIMIT) {
+    throw new RangeError(`OSDFace.restore: ${what} must be an integer from 0 to ${SEED_LIMIT - 1}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** The release folders a model was converted from, as recorded in its manifest (for error messages). */
+function sourceDirs(m: Manifest): { sd: string; osdface: string } {
+  const find = (suffix: string, up: number) => {
+    const s = m.sources.find((f) => f.path.replaceAll('\\', '/').endsWith(suffix));
+    if (!s) return null;
+    let dir = s.path;
+    for (let i = 0; i < up; i++) dir = path.dirname(dir);
+    return dir;
+  };
+  return {
+    sd: find('/unet/config.json', 2) ?? '<stable-diffusion-2-1-base>',
+    osdface: find('/associate_2.ckpt', 1) ?? '<OSDFace weights folder>',
+  };
+}
+
+interface Item {
+  /** Index in the caller's list. */
+  index: number;
+  tensor: FloatTensor;
+  crop: SquareCrop;
+  width: number;
+  height: number;
+  alpha?: Uint8Array;
+  seed?: number;
+}
+
+/**
+ * A loaded OSDFace model. Restores aligned face crops; the network works on squares, so a
+ * non-square image is padded to a square by repeating its edge pixels (centered), restored,
+ * and cropped back to its own aspect ratio.
+ */
+export class OSDFace {
+  private disposed = false;
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  private constructor(
+    private readonly pipeline: OSDFacePipeline,
+    /** The model directory's manifest.json: dtype, settings, configs, source files. */
+    readonly manifest: Manifest,
+    /** The model directory, resolved. */
+    readonly dir: string,
+  ) {}
+
+  /**
+   * Loads a model directory written by `osdface convert` (or `convertRelease`). Throws a
+   * ModelDirError, saying how to convert the official weights, when `modelDir` is not one, and an
+   * Error when `opts.dtype` differs from the dtype the directory holds.
+   */
+  static async load(modelDir: string, opts: OSDFaceLoadOptions = {}): Promise<OSDFace> {
+    if (typeof modelDir !== 'string' || modelDir === '') {
+      throw new TypeError('OSDFace.load: modelDir must be the path of a converted model directory (see `npx osdface convert --help`)');
+    }
+    if (opts.threads !== undefined && !isPositiveInt(opts.threads)) {
+      throw new RangeError(`OSDFace.load: threads must be a positive integer, got ${String(opts.threads)}`);
+    }
+    if (opts.dtype !== undefined && opts.dtype !== 'fp32' && opts.dtype !== 'int8') {
+      throw new RangeError(`OSDFace.load: dtype must be 'fp32' or 'int8', got ${String(opts.dtype)}`);
+    }
+    const dir = path.resolve(modelDir);
+    const manifest = readManifest(dir);
+    if (opts.dtype !== undefined && opts.dtype !== manifest.dtype) {
+      const src = sourceDirs(manifest);
+      throw new Error(
+        `${dir}: this model directory holds ${manifest.dtype} weights, not ${opts.dtype}; load it with dtype '${manifest.dtype}' ` +
+        `(or no dtype), or convert an ${opts.dtype} model into another directory with ` +
+        `\`npx osdface convert --sd ${src.sd} --osdface ${src.osdface} --dtype ${opts.dtype} -o <new model dir>\``,
+      );
+    }
+    const { pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {});
+    return new OSDFace(pipeline, manifest, dir);
+  }
+
+  /** Side of the square the network restores at (512 for the official weights). */
+  get processSize(): number {
+    return this.pipeline.settings.processSize;
+  }
+
+  /**
+   * Restores one image (-> RestoredImage) or a list (-> RestoredImage[], same order). Images are
+   * decoded to 8-bit RGB (EXIF orientation applied, grey expanded), edge-padded to a square,
+   * restored at the model's process size, resized back with lanczos3 and cropped to the input's
+   * aspect ratio: the output has the input's size, or `opts.size` as its longer side. Images
+   * that are the same size once squared go through the network together in one batch, so a long
+   * list of large images needs memory for all of them at once (split the list to bound it).
+   * The alpha channel is not restored: it is returned as `alpha`, for the caller to re-attach.
+   */
+  restore(image: OSDFaceInput, opts?: OSDFaceRestoreOptions): Promise<RestoredImage>;
+  restore(images: readonly OSDFaceInput[], opts?: OSDFaceRestoreOptions): Promise<RestoredImage[]>;
+  restore(input: OSDFaceInput | readonly OSDFaceInput[], opts: OSDFaceRestoreOptions = {}): Promise<RestoredImage | RestoredImage[]> {
+    if (this.disposed) {
+      return Promise.reject(new Error(`OSDFace.restore: the model (${this.dir}) was disposed; load it again with OSDFace.load`));
+    }
+    const list = Array.isArray(input);
+    const run = this.restoreList(list ? (input as readonly OSDFaceInput[]) : [input as OSDFaceInput], opts);
+    this.inFlight.add(run);
+    const done = () => this.inFlight.delete(run);
+    run.then(done, done);
+    return list ? run : run.then((r) => r[0]!);
+  }
+
+  /** Releases the ONNX Runtime sessions (after any restore still running); restore fails afterwards. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await Promise.allSettled([...this.inFlight]);
+    await this.pipeline.dispose();
+  }
+
+  private async restoreList(inputs: readonly OSDFaceInput[], opts: OSDFaceRestoreOptions): Promise<RestoredImage[]> {
+    const latent = opts.latent ?? 'mode';
+    if (latent !== 'mode' && latent !== 'sample') throw new RangeError(`OSDFace.restore: latent must be 'mode' or 'sample', got ${String(latent)}`);
+    if (opts.size !== undefined && !isPositiveInt(opts.size)) throw new RangeError(`OSDFace.restore: size must be a positive integer, got ${String(opts.size)}`);
+    const seeds = this.seeds(inputs.length, latent, opts.seed);
+
+    // Decode and square every image first, so a bad input fails the call before any compute.
+    const items: Item[] = [];
+    for (let index = 0; index < inputs.length; index++) {
+      const img = await decode(inputs[index]!);
+      const { tensor, crop } = toSquareTensor(img);
+      items.push({ index, tensor, crop, width: img.width, height: img.height, alpha: img.alpha, seed: seeds?.[index] });
+    }
+    const groups = new Map<number, Item[]>();
+    for (const it of items) {
+      const g = groups.get(it.crop.size);
+      if (g) g.push(it);
+      else groups.set(it.crop.size, [it]);
+    }
+
+    const results: RestoredImage[] = new Array(inputs.length);
+    let done = 0;
+    for (const [side, group] of groups) {
+      const plane = 3 * side * side;
+      const lq = floatTensor([group.length, 3, side, side]);
+      group.forEach((it, i) => lq.data.set(it.tensor.data, i * plane));
+      const eps = latent === 'sample' ? this.noise(group.map((it) => it.seed!)) : undefined;
+      const { out } = await this.pipeline.restore(lq, eps ? { latent, eps } : { latent });
+      const p = out.shape[2]!;
+      const outPlane = 3 * p * p;
+      for (let i = 0; i < group.length; i++) {
+        const it = group[i]!;
+        const one = floatTensor([1, 3, p, p], out.data.slice(i * outPlane, (i + 1) * outPlane));
+        const rgb: RestoredImage = await fromSquareTensor(one, it.crop, opts.size !== undefined ? { size: opts.size } : {});
+        if (it.alpha) rgb.alpha = await resizeAlpha(it.alpha, it.width, it.height, rgb.width, rgb.height);
+        if (it.seed !== undefined) rgb.seed = it.seed;
+        results[it.index] = rgb;
+      }
+      done += group.length;
+      opts.onProgress?.(done, inputs.length);
+    }
+    return results;
+  }
+
+  private seeds(n: number, latent: 'mode' | 'sample', seed: OSDFaceRestoreOptions['seed']): number[] | undefined {
+    if (latent === 'mode') {
+      if (seed !== undefined) throw new RangeError("OSDFace.restore: seed is only used with latent: 'sample' (the 'mode' path has no noise)");
+      return undefined;
+    }
+    if (Array.isArray(seed)) {
+      if (seed.length !== n) throw new RangeError(`OSDFace.restore: ${seed.length} seeds for ${n} images; give one seed per image, or a single number`);
+      return seed.map((s, i) => checkSeed(s, `seed[${i}]`));
+    }
+    const base = seed === undefined ? crypto.randomInt(0, SEED_LIMIT - 1) : checkSeed(seed, 'seed');
+    return Array.from({ length: n }, (_, i) => (base + i) % SEED_LIMIT);
+  }
+
+  /** (B, C, h, w) posterior noise: sample i is gaussianNoise(C*h*w, seeds[i]), as a batch-1 call with that seed draws it. */
+  private noise(seeds: number[]): FloatTensor {
+    const { processSize, vaeDownFactor } = this.manifest.settings;
+    const vae = this.manifest.configs.vae as { latent_channels?: number } | null;
+    const c = vae?.latent_channels ?? 4;
+    const h = processSize / vaeDownFactor;
+    const per = c * h * h;
+    const eps = floatTensor([seeds.length, c, h, h]);
+    seeds.forEach((s, i) => eps.data.set(gaussianNoise(per, s), i * per));
+    return eps;
+  }
+}
+
+/** decodeImage, keeping the `alpha` of an RgbImage-with-alpha object (such as a DecodedImage or RestoredImage). */
+async function decode(input: OSDFaceInput): Promise<DecodedImage> {
+  const img = await decodeImage(input as ImageInput);
+  if (img.alpha === undefined && input !== null && typeof input === 'object' && !(input instanceof Uint8Array)) {
+    const alpha = (input as { alpha?: unknown }).alpha;
+    if (alpha instanceof Uint8Array && alpha.length === img.width * img.height) img.alpha = Uint8Array.from(alpha);
+  }
+  return img;
+}
+
+async function resizeAlpha(alpha: Uint8Array, w: number, h: number, outW: number, outH: number): Promise<Uint8Array> {
+  if (w === outW && h === outH) return alpha;
+  const buf = await sharp(alpha, { raw: { width: w, height: h, channels: 1 } })
+    .resize(outW, outH, { kernel: 'lanczos3', fit: 'fill' })
+    .extractChannel(0)
+    .raw()
+    .toBuffer();
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+}
