@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** `npm run parity -- <fixture-dir> [--json]`: compare every stage with the reference outputs. */
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { runParity, type ParityReport } from '../pipeline/parity.js';
 
 function formatTable(r: ParityReport): string {
@@ -18,11 +20,15 @@ function formatTable(r: ParityReport): string {
   return lines.join('\n');
 }
 
-async function main(argv: string[]): Promise<number> {
+/**
+ * The parity command on `argv` (arguments after the command name); resolves to the exit code.
+ * `usage` is how the command is invoked, for the usage message.
+ */
+export async function parityMain(argv: string[], usage = 'npm run parity --'): Promise<number> {
   const json = argv.includes('--json');
   const dirs = argv.filter((a) => !a.startsWith('--'));
   if (dirs.length !== 1 || argv.includes('--help')) {
-    process.stderr.write('usage: npm run parity -- <fixture-dir> [--json]\n  <fixture-dir> holds sd/, osdface/ and io.safetensors\n');
+    process.stderr.write(`usage: ${usage} <fixture-dir> [--json]\n  <fixture-dir> holds sd/, osdface/ and io.safetensors\n`);
     return 2;
   }
   const report = await runParity(dirs[0]!);
@@ -30,10 +36,24 @@ async function main(argv: string[]): Promise<number> {
   return report.pass ? 0 : 1;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
-  (e: unknown) => {
+/** parityMain, with a failure to read the fixture reported as `parity: <message>` and exit code 2. */
+export async function runParityCommand(argv: string[], usage?: string): Promise<number> {
+  try {
+    return await parityMain(argv, usage);
+  } catch (e) {
     process.stderr.write(`parity: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exitCode = 2;
-  },
-);
+    return 2;
+  }
+}
+
+// Run only when executed directly (npm run parity), not when imported by the osdface CLI.
+function invokedDirectly(): boolean {
+  try {
+    return process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+if (invokedDirectly()) {
+  runParityCommand(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+}

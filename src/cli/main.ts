@@ -1,0 +1,754 @@
+#!/usr/bin/env node
+/**
+ * The `osdface` command: `convert` (official release -> model directory), `restore` (face
+ * images -> restored images) and `parity` (check the pipeline against a reference fixture).
+ *
+ * Exit codes: 0 success; 1 the work failed (an image could not be restored, the conversion
+ * failed); 2 usage error, or the model directory cannot be used (nothing was restored);
+ * 130 / 143 interrupted (SIGINT / SIGTERM).
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { OSDFace, type RestoredImage } from '../osdface.js';
+import { convertRelease, type ConvertOptions } from '../pipeline/convert.js';
+import { HOW_TO_CONVERT, ModelDirError, readManifest, type Manifest } from '../pipeline/manifest.js';
+import { decodeImage, encodeImage, writeImageAtomic, type DecodedImage, type ImageFormat } from '../image/io.js';
+import { PACKAGE_VERSION } from '../version.js';
+import { runParityCommand } from './parity.js';
+
+// ---------------------------------------------------------------------------------------------
+// Usage
+
+const MAIN_USAGE = `osdface ${PACKAGE_VERSION}: OSDFace one-step face restoration
+
+usage:
+  osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
+  osdface convert --sd <dir> --osdface <dir> -o <model dir> [options]
+  osdface parity <fixture dir> [--json]
+  osdface --help | --version
+
+Run \`osdface <command> --help\` for a command's options.
+`;
+
+const RESTORE_USAGE = `usage: osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
+
+Restores aligned face images. Folders expand to their image files (png, jpg, jpeg, webp, bmp,
+tif, tiff; not recursive); * and ? patterns are expanded when the shell did not. Each output is
+<out dir>/<input name>.<format>. Non-square images are edge-padded to a square, restored and
+cropped back. A file that fails is reported and the others go on.
+
+options:
+  -o, --out <dir>        output folder (created if missing)
+  --model <dir>          converted model directory (from \`osdface convert\`)
+  --size <N>             longer side of the outputs in pixels (default: each input's own size)
+  --latent mode|sample   VAE posterior mean (default) or a sample of it
+  --seed <N>             noise seed for --latent sample; image k of the list uses N+k
+                         (default: a random seed, printed)
+  --format png|jpg|webp  output format (default png); png and webp keep an alpha channel
+  --skip-existing        leave outputs that already exist alone (reported as skipped)
+  --batch <N>            images per network call (default 1; same-size images batch together)
+  --threads <N>          ONNX Runtime threads (default: all cores)
+  --json                 print a JSON summary on stdout
+  -h, --help             this help
+
+exit codes: 0 all restored or skipped, 1 some image failed, 2 usage error or unusable model
+directory, 130 interrupted.
+`;
+
+const CONVERT_USAGE = `usage: osdface convert --sd <dir> --osdface <dir> -o <model dir> [options]
+
+Converts the official OSDFace release into a model directory for \`osdface restore\`: ONNX graphs
+with the LoRA merged into the UNet, the VQ codebook and a manifest. The directory appears only
+when the conversion is complete.
+
+options:
+  --sd <dir>             stable-diffusion-2-1-base in diffusers layout (unet/, vae/, scheduler/)
+  --osdface <dir>        the OSDFace weights: pytorch_lora_weights.safetensors,
+                         embedding_change_weights.pth, associate_2.ckpt
+  -o, --out <dir>        the model directory to write
+  --lora-rank <N>        LoRA rank (default: the release's, 16)
+  --lora-alpha <x>       LoRA alpha (default: the release's, 16)
+  --dtype fp32|int8      weight type (default fp32)
+  --force                replace an existing model directory at -o
+  -h, --help             this help
+
+exit codes: 0 converted, 1 conversion failed, 2 usage error, 130/143 interrupted (nothing is
+left at -o).
+`;
+
+const USAGES: Record<string, string> = { restore: RESTORE_USAGE, convert: CONVERT_USAGE, osdface: MAIN_USAGE };
+
+class UsageError extends Error {
+  constructor(message: string, readonly command: 'restore' | 'convert' | 'osdface') {
+    super(message);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Argument parsing (no dependencies): --flag value, --flag=value, -o value, -- ends the flags.
+
+type FlagKind = 'string' | 'int' | 'number' | 'bool';
+interface FlagSpec {
+  kind: FlagKind;
+  /** Allowed values of a string flag. */
+  choices?: readonly string[];
+  short?: string;
+}
+type FlagValue = string | number | true;
+
+function parseArgs(argv: string[], spec: Record<string, FlagSpec>, command: UsageError['command']): { flags: Map<string, FlagValue>; positionals: string[] } {
+  const flags = new Map<string, FlagValue>();
+  const positionals: string[] = [];
+  const byShort = new Map(Object.entries(spec).filter(([, s]) => s.short).map(([name, s]) => [s.short!, name]));
+  const fail = (msg: string): never => { throw new UsageError(msg, command); };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positionals.push(arg);
+      continue;
+    }
+    let name: string;
+    let inline: string | undefined;
+    if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+      inline = eq < 0 ? undefined : arg.slice(eq + 1);
+      if (!(name in spec)) fail(`unknown option ${eq < 0 ? arg : arg.slice(0, eq)}`);
+    } else {
+      const short = byShort.get(arg.slice(1));
+      if (short === undefined) fail(`unknown option ${arg}`);
+      name = short!;
+    }
+    const s = spec[name]!;
+    const shown = arg.startsWith('--') ? `--${name}` : arg;
+    if (flags.has(name)) fail(`${shown} is given twice`);
+    if (s.kind === 'bool') {
+      if (inline !== undefined) fail(`${shown} takes no value`);
+      flags.set(name, true);
+      continue;
+    }
+    let value = inline;
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || (next.startsWith('-') && next !== '-')) fail(`${shown} needs a value`);
+      value = next!;
+      i++;
+    }
+    if (s.kind === 'int') {
+      if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) fail(`${shown} must be a whole number, got '${value}'`);
+      flags.set(name, Number(value));
+    } else if (s.kind === 'number') {
+      const v = Number(value);
+      if (value.trim() === '' || !Number.isFinite(v)) fail(`${shown} must be a number, got '${value}'`);
+      flags.set(name, v);
+    } else {
+      if (s.choices && !s.choices.includes(value)) fail(`${shown} must be one of ${s.choices.join(', ')}, got '${value}'`);
+      flags.set(name, value);
+    }
+  }
+  return { flags, positionals };
+}
+
+function positive(flags: Map<string, FlagValue>, name: string, command: UsageError['command']): number | undefined {
+  const v = flags.get(name) as number | undefined;
+  if (v !== undefined && !(v > 0)) throw new UsageError(`--${name} must be greater than 0, got ${v}`, command);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs: files, folders, globs
+
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff']);
+const hasWildcard = (s: string) => /[*?]/.test(s);
+
+/** A path segment pattern with * (any run of characters) and ? (one character) to a RegExp. */
+function segmentRegExp(pattern: string): RegExp {
+  let re = '';
+  for (const ch of pattern) re += ch === '*' ? '[^/\\\\]*' : ch === '?' ? '[^/\\\\]' : ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${re}$`);
+}
+
+/** Files matching `pattern` (* and ? in any segment; a leading dot must be matched literally), sorted. */
+function expandGlob(pattern: string): string[] {
+  const parts = pattern.split(/[/\\]/);
+  let bases: string[] = [parts[0] === '' ? path.sep : ''];
+  let start = parts[0] === '' ? 1 : 0;
+  if (/^[A-Za-z]:$/.test(parts[0] ?? '')) {
+    bases = [parts[0]! + path.sep];
+    start = 1;
+  }
+  for (let k = start; k < parts.length; k++) {
+    const part = parts[k]!;
+    if (part === '') continue;
+    const last = k === parts.length - 1;
+    if (!hasWildcard(part)) {
+      bases = bases.map((b) => (b === '' ? part : path.join(b, part)));
+      continue;
+    }
+    const re = segmentRegExp(part);
+    const next: string[] = [];
+    for (const base of bases) {
+      let names: fs.Dirent[];
+      try {
+        names = fs.readdirSync(base === '' ? '.' : base, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const d of names) {
+        if (d.name.startsWith('.') && !part.startsWith('.')) continue;
+        if (!re.test(d.name)) continue;
+        const p = base === '' ? d.name : path.join(base, d.name);
+        if (!last && !isDirectory(p)) continue;
+        next.push(p);
+      }
+    }
+    bases = next;
+  }
+  return bases.filter(isFile).sort(byName);
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+interface Entry {
+  input: string;
+  output: string | null;
+  status?: 'ok' | 'failed' | 'skipped';
+  seconds?: number;
+  error?: string;
+  seed?: number;
+}
+
+/** Each argument to the files it stands for; an argument that stands for none becomes a failed entry. */
+function expandInputs(args: string[]): Entry[] {
+  const entries: Entry[] = [];
+  const seen = new Set<string>();
+  const add = (file: string) => {
+    const key = path.resolve(file);
+    if (seen.has(key)) return;
+    seen.add(key);
+    entries.push({ input: file, output: null });
+  };
+  for (const arg of args) {
+    if (fs.existsSync(arg)) {
+      if (isDirectory(arg)) {
+        const files = fs.readdirSync(arg, { withFileTypes: true })
+          .filter((d) => IMAGE_EXTENSIONS.has(path.extname(d.name).toLowerCase()) && isFile(path.join(arg, d.name)))
+          .map((d) => d.name)
+          .sort(byName);
+        if (files.length === 0) {
+          entries.push({ input: arg, output: null, status: 'failed', error: `folder holds no image files (${[...IMAGE_EXTENSIONS].join(', ')})` });
+        }
+        for (const f of files) add(path.join(arg, f));
+      } else {
+        add(arg);
+      }
+    } else if (hasWildcard(arg)) {
+      const files = expandGlob(arg);
+      if (files.length === 0) entries.push({ input: arg, output: null, status: 'failed', error: 'no files match this pattern' });
+      for (const f of files) add(f);
+    } else {
+      entries.push({ input: arg, output: null, status: 'failed', error: 'file does not exist' });
+    }
+  }
+  return entries;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress on stderr: a redrawn bar on a terminal, one line per image otherwise.
+
+class Progress {
+  private done = 0;
+  private restored = 0;
+  private restoreSeconds = 0;
+  private readonly tty: boolean;
+
+  constructor(private readonly total: number, private toRestore: number) {
+    this.tty = process.stderr.isTTY === true;
+  }
+
+  /** Records a finished entry (ok, failed or skipped) and shows it. */
+  report(e: Entry): void {
+    this.done++;
+    if (e.status === 'ok') {
+      this.restored++;
+      this.restoreSeconds += e.seconds ?? 0;
+    }
+    const counter = `[${this.done}/${this.total}]`;
+    if (this.tty) {
+      if (e.status === 'failed') process.stderr.write(`\r\x1b[K${counter} failed  ${failureLine(e)}\n`);
+      this.draw();
+      return;
+    }
+    if (e.status === 'ok') process.stderr.write(`${counter} ok       ${e.input} -> ${e.output} (${e.seconds!.toFixed(2)} s)\n`);
+    else if (e.status === 'skipped') process.stderr.write(`${counter} skipped  ${e.input} (${e.error})\n`);
+    else process.stderr.write(`${counter} failed   ${failureLine(e)}\n`);
+  }
+
+  /** The images left to restore changed (an image was dropped before the network, e.g. unreadable). */
+  dropped(): void {
+    this.toRestore--;
+  }
+
+  private draw(): void {
+    const width = 24;
+    const filled = Math.round((width * this.done) / Math.max(1, this.total));
+    const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
+    let text = `\r\x1b[Krestoring [${bar}] ${this.done}/${this.total}`;
+    if (this.restored > 0) {
+      const per = this.restoreSeconds / this.restored;
+      const left = Math.max(0, this.toRestore - this.restored);
+      text += `  ${per.toFixed(2)} s/image  ETA ${formatDuration(per * left)}`;
+    }
+    process.stderr.write(text);
+  }
+
+  start(): void {
+    if (this.tty) this.draw();
+  }
+
+  end(): void {
+    if (this.tty) process.stderr.write('\n');
+  }
+}
+
+function failureLine(e: Entry): string {
+  return `${e.input}: ${e.error}`;
+}
+
+function formatDuration(s: number): string {
+  if (s < 60) return `${Math.round(s)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${Math.round(s - 60 * m)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/** The message of `e` without a leading `<file>: ` (the entry already names the file). */
+function reason(e: unknown, file: string): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  for (const prefix of [`${file}: `, `${path.resolve(file)}: `]) if (msg.startsWith(prefix)) return msg.slice(prefix.length);
+  return msg;
+}
+
+// ---------------------------------------------------------------------------------------------
+// restore
+
+const RESTORE_FLAGS: Record<string, FlagSpec> = {
+  out: { kind: 'string', short: 'o' },
+  model: { kind: 'string' },
+  size: { kind: 'int' },
+  latent: { kind: 'string', choices: ['mode', 'sample'] },
+  seed: { kind: 'int' },
+  'skip-existing': { kind: 'bool' },
+  format: { kind: 'string', choices: ['png', 'jpg', 'jpeg', 'webp'] },
+  json: { kind: 'bool' },
+  threads: { kind: 'int' },
+  batch: { kind: 'int' },
+  help: { kind: 'bool', short: 'h' },
+};
+
+const SEED_LIMIT = 2 ** 32;
+
+async function restoreCommand(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, RESTORE_FLAGS, 'restore');
+  if (flags.has('help')) {
+    process.stdout.write(RESTORE_USAGE);
+    return 0;
+  }
+  const usage = (msg: string) => new UsageError(msg, 'restore');
+  if (positionals.length === 0) throw usage('no input images given');
+  const modelDir = flags.get('model') as string | undefined;
+  if (modelDir === undefined) throw usage(`--model <model dir> is required: a model directory converted from the official weights; ${HOW_TO_CONVERT}`);
+  const outDir = flags.get('out') as string | undefined;
+  if (outDir === undefined) throw usage('-o <out dir> is required: the folder the restored images go to');
+  if (fs.existsSync(outDir) && !isDirectory(outDir)) throw usage(`-o ${outDir} is a file; give a folder (it is created if missing)`);
+  const size = positive(flags, 'size', 'restore');
+  const threads = positive(flags, 'threads', 'restore');
+  const batch = positive(flags, 'batch', 'restore') ?? 1;
+  const latent = (flags.get('latent') ?? 'mode') as 'mode' | 'sample';
+  const format: ImageFormat = flags.get('format') === 'jpeg' ? 'jpg' : ((flags.get('format') ?? 'png') as ImageFormat);
+  let seed = flags.get('seed') as number | undefined;
+  if (seed !== undefined && latent !== 'sample') throw usage('--seed only applies to --latent sample (the default mode path has no noise)');
+  if (seed !== undefined && seed >= SEED_LIMIT) throw usage(`--seed must be below ${SEED_LIMIT}, got ${seed}`);
+  const json = flags.has('json');
+  const log = (msg: string) => process.stderr.write(`osdface restore: ${msg}\n`);
+
+  // The model directory is checked before any work; its sessions are loaded only if there is any.
+  let manifest: Manifest;
+  try {
+    manifest = readManifest(path.resolve(modelDir));
+  } catch (e) {
+    log(e instanceof Error ? e.message : String(e));
+    return 2;
+  }
+
+  const entries = expandInputs(positionals);
+  const writers = new Map<string, string>();
+  for (const e of entries) {
+    if (e.status) continue;
+    const out = path.join(outDir, `${path.parse(e.input).name}.${format}`);
+    e.output = out;
+    const key = path.resolve(out);
+    const other = writers.get(key);
+    if (path.resolve(e.input) === key) {
+      e.status = 'failed';
+      e.error = `the output ${out} would overwrite this input; choose another -o folder or --format`;
+    } else if (other !== undefined) {
+      e.status = 'failed';
+      e.error = `the output ${out} is already written for ${other}; restore files with the same name into separate folders`;
+    } else {
+      writers.set(key, e.input);
+      if (flags.has('skip-existing') && fs.existsSync(out)) {
+        e.status = 'skipped';
+        e.error = `${out} exists`;
+      }
+    }
+  }
+  if (latent === 'sample') {
+    if (seed === undefined) {
+      seed = crypto.randomInt(0, SEED_LIMIT - 1);
+      log(`--latent sample without --seed: using seed ${seed} (image k of the list uses ${seed}+k)`);
+    }
+    entries.forEach((e, k) => { if (e.output !== null) e.seed = (seed! + k) % SEED_LIMIT; });
+  }
+
+  const todo = entries.filter((e) => !e.status);
+  const progress = new Progress(entries.length, todo.length);
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\nosdface restore: interrupted; finishing the current image (Ctrl-C again to stop now)\n');
+  };
+  const started = Date.now();
+  let model: OSDFace | null = null;
+  try {
+    if (todo.length > 0) {
+      log(`loading ${manifest.dtype} model ${modelDir}`);
+      try {
+        model = await OSDFace.load(modelDir, threads !== undefined ? { threads } : {});
+      } catch (e) {
+        log(e instanceof Error ? e.message : String(e));
+        return 2;
+      }
+      log(`restoring ${todo.length} image${todo.length === 1 ? '' : 's'} into ${outDir} (${((Date.now() - started) / 1000).toFixed(1)} s to load)`);
+    }
+    process.on('SIGINT', onSignal);
+    progress.start();
+    for (const e of entries) if (e.status) progress.report(e);
+    for (let i = 0; i < todo.length; i += batch) {
+      const chunk = todo.slice(i, i + batch);
+      if (interrupted) {
+        for (const e of todo.slice(i)) {
+          e.status = 'failed';
+          e.error = 'interrupted before this image';
+          progress.report(e);
+        }
+        break;
+      }
+      await restoreChunk(model!, chunk, { latent, size, format }, progress);
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    progress.end();
+    await model?.dispose();
+  }
+
+  const count = (s: Entry['status']) => entries.filter((e) => e.status === s).length;
+  const ok = count('ok');
+  const failed = count('failed');
+  const skipped = count('skipped');
+  log(`${ok} restored, ${failed} failed, ${skipped} skipped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (failed > 0 && process.stderr.isTTY) {
+    for (const e of entries) if (e.status === 'failed') log(`failed: ${failureLine(e)}`);
+  }
+  if (json) {
+    const images = entries.map((e) => ({
+      input: e.input,
+      output: e.output,
+      status: e.status!,
+      ...(e.seconds !== undefined ? { seconds: Number(e.seconds.toFixed(3)) } : {}),
+      ...(e.seed !== undefined && e.status === 'ok' ? { seed: e.seed } : {}),
+      ...(e.error !== undefined ? { error: e.error } : {}),
+    }));
+    process.stdout.write(`${JSON.stringify({ model: path.resolve(modelDir), images, ok, failed, skipped }, null, 2)}\n`);
+  }
+  if (interrupted) return 130;
+  return failed > 0 ? 1 : 0;
+}
+
+interface ChunkSettings {
+  latent: 'mode' | 'sample';
+  size?: number;
+  format: ImageFormat;
+}
+
+/** Decodes, restores (one call for the chunk), encodes and writes; every entry ends ok or failed. */
+async function restoreChunk(model: OSDFace, chunk: Entry[], s: ChunkSettings, progress: Progress): Promise<void> {
+  const t0 = performance.now();
+  const fail = (e: Entry, err: unknown) => {
+    e.status = 'failed';
+    e.error = reason(err, e.input);
+    progress.report(e);
+  };
+  const ready: { entry: Entry; image: DecodedImage }[] = [];
+  for (const entry of chunk) {
+    try {
+      ready.push({ entry, image: await decodeImage(entry.input) });
+    } catch (err) {
+      progress.dropped();
+      fail(entry, err);
+    }
+  }
+  if (ready.length === 0) return;
+  const opts = { latent: s.latent, ...(s.size !== undefined ? { size: s.size } : {}) };
+  let results: RestoredImage[];
+  try {
+    results = await model.restore(ready.map((r) => r.image), s.latent === 'sample' ? { ...opts, seed: ready.map((r) => r.entry.seed!) } : opts);
+  } catch (err) {
+    if (ready.length === 1) {
+      fail(ready[0]!.entry, err);
+      return;
+    }
+    // Whatever broke the batch, give each image its own chance.
+    for (const r of ready) await restoreChunk(model, [r.entry], s, progress);
+    return;
+  }
+  const perImage = (performance.now() - t0) / 1000 / ready.length;
+  for (let i = 0; i < ready.length; i++) {
+    const { entry } = ready[i]!;
+    const t1 = performance.now();
+    try {
+      const res = results[i]!;
+      const bytes = await encodeImage(res, s.format, s.format === 'jpg' ? undefined : res.alpha);
+      await writeImageAtomic(entry.output!, bytes);
+      entry.status = 'ok';
+      entry.seconds = perImage + (performance.now() - t1) / 1000;
+      progress.report(entry);
+    } catch (err) {
+      fail(entry, err);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// convert: runs in a worker thread, so that Ctrl-C / SIGTERM can stop it at once and remove the
+// partial output (the conversion itself is synchronous work).
+
+const CONVERT_FLAGS: Record<string, FlagSpec> = {
+  sd: { kind: 'string' },
+  osdface: { kind: 'string' },
+  out: { kind: 'string', short: 'o' },
+  'lora-rank': { kind: 'int' },
+  'lora-alpha': { kind: 'number' },
+  dtype: { kind: 'string', choices: ['fp32', 'int8'] },
+  force: { kind: 'bool' },
+  help: { kind: 'bool', short: 'h' },
+};
+
+const CONVERT_WORKER = 'osdface-convert-worker';
+
+type WorkerMessage =
+  | { type: 'progress'; step: string; done: number; total: number }
+  | { type: 'done'; manifest: Manifest }
+  | { type: 'error'; message: string };
+
+/** Temporary directories convertRelease makes beside `out` (`.<name>.partial-XXXXXX`, and `.old` ones while replacing). */
+function partialDirs(out: string): string[] {
+  const parent = path.dirname(out);
+  const prefix = `.${path.basename(out)}.partial-`;
+  try {
+    return fs.readdirSync(parent).filter((n) => n.startsWith(prefix)).map((n) => path.join(parent, n));
+  } catch {
+    return [];
+  }
+}
+
+function dirBytes(dir: string): number {
+  let n = 0;
+  for (const f of fs.readdirSync(dir, { withFileTypes: true })) if (f.isFile()) n += fs.statSync(path.join(dir, f.name)).size;
+  return n;
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  return `${(n / 1e3).toFixed(1)} kB`;
+}
+
+async function convertCommand(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, CONVERT_FLAGS, 'convert');
+  if (flags.has('help')) {
+    process.stdout.write(CONVERT_USAGE);
+    return 0;
+  }
+  const usage = (msg: string) => new UsageError(msg, 'convert');
+  if (positionals.length > 0) throw usage(`unexpected argument '${positionals[0]}' (the folders are given with --sd, --osdface and -o)`);
+  for (const [flag, what] of [['sd', 'the stable-diffusion-2-1-base folder'], ['osdface', 'the OSDFace weights folder'], ['out', 'the model directory to write']] as const) {
+    if (!flags.has(flag)) throw usage(`${flag === 'out' ? '-o' : `--${flag}`} <dir> is required: ${what}`);
+  }
+  const opts: Omit<ConvertOptions, 'onProgress'> = {
+    sd: flags.get('sd') as string,
+    osdface: flags.get('osdface') as string,
+    out: path.resolve(flags.get('out') as string),
+    force: flags.has('force'),
+  };
+  const rank = positive(flags, 'lora-rank', 'convert');
+  const alpha = positive(flags, 'lora-alpha', 'convert');
+  if (rank !== undefined) opts.loraRank = rank;
+  if (alpha !== undefined) opts.loraAlpha = alpha;
+  if (flags.has('dtype')) opts.dtype = flags.get('dtype') as 'fp32' | 'int8';
+  const log = (msg: string) => process.stderr.write(`osdface convert: ${msg}\n`);
+
+  const before = new Set(partialDirs(opts.out));
+  const started = Date.now();
+  const worker = new Worker(new URL(import.meta.url), { workerData: { [CONVERT_WORKER]: opts } });
+  return new Promise<number>((resolve) => {
+    let result: { code: number; manifest?: Manifest } | null = null;
+    let signal: NodeJS.Signals | null = null;
+    const cleanup = () => {
+      for (const p of partialDirs(opts.out)) {
+        if (before.has(p)) continue;
+        // Replacing with --force moves the old model to `<tmp>.old` for a moment: put it back.
+        if (p.endsWith('.old') && !fs.existsSync(opts.out)) {
+          fs.renameSync(p, opts.out);
+          log(`restored the previous ${opts.out}`);
+        } else {
+          fs.rmSync(p, { recursive: true, force: true });
+          log(`removed the partial output ${p}`);
+        }
+      }
+    };
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (signal || result) return;
+      signal = sig;
+      log(`${sig}: stopping the conversion`);
+      void worker.terminate();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    worker.on('message', (m: WorkerMessage) => {
+      if (m.type === 'progress') {
+        const elapsed = ((Date.now() - started) / 1000).toFixed(1);
+        log(m.done < m.total ? `[${m.done + 1}/${m.total}] ${m.step} (${elapsed} s)` : `${m.step} (${elapsed} s)`);
+      } else if (m.type === 'done') {
+        result = { code: 0, manifest: m.manifest };
+      } else {
+        result = { code: 1 };
+        log(`failed: ${m.message}`);
+      }
+    });
+    worker.on('error', (e) => {
+      result ??= { code: 1 };
+      log(`failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    });
+    worker.on('exit', (exitCode) => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      if (result?.manifest) {
+        const m = result.manifest;
+        const lora = m.lora ? `LoRA rank ${m.lora.rank} alpha ${m.lora.alpha} merged into ${m.lora.modules} modules` : 'no LoRA';
+        process.stdout.write(`${opts.out}\n`);
+        process.stdout.write(
+          `  ${m.dtype} model, process size ${m.settings.processSize}, timestep ${m.settings.timestep}, ${lora}, ` +
+          `${Object.keys(m.graphs).length} graphs, ${formatBytes(dirBytes(opts.out))}, ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+        );
+        resolve(0);
+        return;
+      }
+      cleanup();
+      if (signal) {
+        resolve(signal === 'SIGINT' ? 130 : 143);
+        return;
+      }
+      if (!result) log(`the conversion stopped unexpectedly (worker exit code ${exitCode})`);
+      resolve(result?.code || 1);
+    });
+  });
+}
+
+async function convertWorker(opts: Omit<ConvertOptions, 'onProgress'>): Promise<void> {
+  const port = parentPort!;
+  try {
+    const manifest = await convertRelease({ ...opts, onProgress: (step, done, total) => port.postMessage({ type: 'progress', step, done, total } satisfies WorkerMessage) });
+    port.postMessage({ type: 'done', manifest } satisfies WorkerMessage);
+  } catch (e) {
+    port.postMessage({ type: 'error', message: e instanceof Error ? e.message : String(e) } satisfies WorkerMessage);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'restore':
+        return await restoreCommand(rest);
+      case 'convert':
+        return await convertCommand(rest);
+      case 'parity':
+        return await runParityCommand(rest, 'osdface parity');
+      case '--version':
+      case '-v':
+        process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);
+        return 0;
+      case '--help':
+      case '-h':
+      case 'help': {
+        const topic = rest[0];
+        process.stdout.write(topic !== undefined && topic in USAGES ? USAGES[topic]! : MAIN_USAGE);
+        return 0;
+      }
+      case undefined:
+        throw new UsageError('no command given', 'osdface');
+      default:
+        throw new UsageError(`unknown command '${command}'`, 'osdface');
+    }
+  } catch (e) {
+    if (e instanceof UsageError) {
+      const name = e.command === 'osdface' ? 'osdface' : `osdface ${e.command}`;
+      process.stderr.write(`${name}: ${e.message}\n\n${USAGES[e.command]}`);
+      return 2;
+    }
+    if (e instanceof ModelDirError) {
+      process.stderr.write(`osdface: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+if (!isMainThread) {
+  const data = workerData as Record<string, unknown> | null;
+  if (data && CONVERT_WORKER in data) void convertWorker(data[CONVERT_WORKER] as Omit<ConvertOptions, 'onProgress'>);
+} else {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (e: unknown) => {
+      process.stderr.write(`osdface: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
