@@ -52,6 +52,14 @@ export interface GraphInput {
   dims: (number | string)[];
 }
 
+export interface LoraConfig {
+  rank: number;
+  /** alpha / rank. */
+  scale: number;
+  /** Module paths (e.g. `down_blocks.0.attentions.0.proj_in`) that get an adapter. */
+  targets: Set<string>;
+}
+
 export class Graph {
   readonly nodes: Node[] = [];
   readonly inputs: GraphInput[] = [];
@@ -64,6 +72,8 @@ export class Graph {
   private counter = 0;
   /** Attention as ONNX Runtime's fused contrib op (true) or standard ONNX ops (false). */
   fusedAttention = true;
+  /** Low-rank adapters applied to module weights as W + scale * B @ A, keyed by module path. */
+  lora?: LoraConfig;
 
   constructor(readonly name: string) {}
 

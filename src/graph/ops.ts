@@ -298,3 +298,26 @@ export function resize2d(x: Value, size: [number, number] | Value | { scale: num
       : { mode: str('linear'), coordinate_transformation_mode: str(how.alignCorners ? 'align_corners' : 'pytorch_half_pixel') };
   return one(g, 'Resize', inputs, x.dtype, [x.shape[0]!, x.shape[1]!, hw[0]!, hw[1]!], attrs);
 }
+
+/** Broadcasts `x` to the run-time shape held by `shape` (a known int64 vector). */
+export function expand(x: Value, shape: Value): Value {
+  const g = x.graph;
+  if (!shape.known) return g.fail('Expand: target shape must be known while building');
+  return one(g, 'Expand', [x, shape], x.dtype, broadcastShapes(g, x.shape, shape.known, 'Expand'));
+}
+
+export function convTranspose(x: Value, w: Value, opts: { stride: number[]; pads: number[]; outputShape: number[] }): Value {
+  const g = x.graph;
+  const sp = x.rank - 2;
+  if (w.shape[0] !== x.shape[1]) g.fail(`ConvTranspose: input has ${x.shape[1]} channels, weight ${shapeStr(w.shape)}`);
+  const spatial = opts.outputShape;
+  const outputPadding = spatial.map((size, i) => {
+    const base = (x.shape[2 + i]! - 1) * opts.stride[i]! - opts.pads[i]! - opts.pads[i + sp]! + w.shape[2 + i]!;
+    const extra = size - base;
+    if (extra < 0 || extra >= opts.stride[i]!) g.fail(`ConvTranspose: cannot reach output size ${size} from ${x.shape[2 + i]}`);
+    return extra;
+  });
+  return one(g, 'ConvTranspose', [x, w], x.dtype, [x.shape[0]!, w.shape[1]!, ...spatial], {
+    kernel_shape: ints(w.shape.slice(2)), strides: ints(opts.stride), pads: ints(opts.pads), output_padding: ints(outputPadding),
+  });
+}

@@ -3,6 +3,7 @@ import type { Graph, Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import { Module } from './module.js';
 import { groupNorm } from './functional/group_norm.js';
+import { adaptedWeight } from './lora.js';
 
 export class Linear extends Module {
   constructor(readonly inFeatures: number, readonly outFeatures: number, readonly bias = true) {
@@ -16,7 +17,7 @@ export class Linear extends Module {
       if (x.shape[x.rank - 1] !== this.inFeatures) {
         g.fail(`Linear expects ${this.inFeatures} input features, got input of shape [${x.shape.join(', ')}]`);
       }
-      const y = op.matmul(x, op.transpose(this.p(g, 'weight'), [1, 0]));
+      const y = op.matmul(x, op.transpose(adaptedWeight(g, this.path, this.p(g, 'weight')), [1, 0]));
       return this.bias ? op.add(y, this.p(g, 'bias')) : y;
     });
   }
@@ -46,7 +47,7 @@ export class Conv extends Module {
   forward(g: Graph, x: Value): Value {
     return this.scoped(g, () => {
       if (x.rank !== this.dims + 2) g.fail(`Conv${this.dims}d expects a rank-${this.dims + 2} input, got [${x.shape.join(', ')}]`);
-      return op.conv(x, this.p(g, 'weight'), this.bias ? this.p(g, 'bias') : null, {
+      return op.conv(x, adaptedWeight(g, this.path, this.p(g, 'weight')), this.bias ? this.p(g, 'bias') : null, {
         stride: Array(this.dims).fill(this.stride),
         pads: Array(2 * this.dims).fill(this.padding),
       });

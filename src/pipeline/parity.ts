@@ -10,6 +10,7 @@ import { WeightFileError } from '../weights/errors.js';
 import { type FloatTensor, type Tensor, shapeStr } from '../tensor.js';
 import { loadRelease } from './release.js';
 import { OSDFacePipeline } from './pipeline.js';
+import { runGradParity } from './grad_parity.js';
 import type { RuntimeOptions } from '../graph/runtime.js';
 
 export interface ParityRow {
@@ -63,7 +64,12 @@ export function compareTensor(name: string, got: Tensor, want: Tensor): ParityRo
   return { name, shape: want.shape, maxAbsError: err, maxAbsRef: ref, tolerance, pass: !bad && err <= tolerance };
 }
 
-export async function runParity(dir: string, runtime: RuntimeOptions = {}): Promise<ParityReport> {
+export interface ParityOptions {
+  /** Also check grad.safetensors when the fixture has one (default true). */
+  gradients?: boolean;
+}
+
+export async function runParity(dir: string, runtime: RuntimeOptions = {}, opts: ParityOptions = {}): Promise<ParityReport> {
   const ioFile = path.join(dir, 'io.safetensors');
   if (!fs.existsSync(ioFile)) throw new WeightFileError(ioFile, 'fixture file does not exist', { hint: 'a parity fixture holds sd/, osdface/ and io.safetensors' });
   const io = SafetensorsFile.open(ioFile);
@@ -129,6 +135,7 @@ export async function runParity(dir: string, runtime: RuntimeOptions = {}): Prom
       if (got) rows.push(compareTensor(k, got, io.read(k)));
       else notChecked.push(k);
     }
+    if (opts.gradients ?? true) rows.push(...(await runGradParity(dir, io, runtime)));
     return { fixture: dir, rows, notChecked: notChecked.filter((k) => !INPUTS.has(k)), pass: rows.length > 0 && rows.every((r) => r.pass) };
   } finally {
     io.close();
