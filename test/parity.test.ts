@@ -10,7 +10,7 @@ import { SafetensorsFile, writeSafetensors } from '../src/weights/safetensors.js
 
 const cli = path.join(repoRoot, 'dist/src/cli/parity.js');
 
-test('parity-a: every stage matches the reference within 1e-4*max|ref| + 1e-5, code indices exactly', async () => {
+test('parity-a: every stage and every stored gradient matches the reference (1e-4*max|ref| + 1e-5 forward, 2e-4*max|ref| gradients; code indices exactly)', async () => {
   const report = await runParity(parityA);
   const failed = report.rows.filter((r) => !r.pass);
   assert.deepEqual(failed.map((r) => `${r.name}: ${r.maxAbsError} > ${r.tolerance} ${r.note ?? ''}`), []);
@@ -20,16 +20,23 @@ test('parity-a: every stage matches the reference within 1e-4*max|ref| + 1e-5, c
     'unet.base_out', 'unet.merged_out', 'pipeline.out_mode', 'pipeline.out_sample', 'pipeline.vre_indices', 'scheduler.alphas_cumprod']) {
     assert.ok(names.includes(n), `${n} checked`);
   }
+  // grad.safetensors: UNet with LoRA, VAE decoder and encoder, embedding_change, the stage-2 step.
+  for (const n of ['grad.unet.d_sample', 'grad.unet.lora.unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_q.lora_A.weight',
+    'grad.vae.d_latent', 'grad.vae_enc.d_image', 'grad.embedding_change.d_tokens', 'grad.train.loss', 'grad.train.d_prompt',
+    'grad.train.embedding_change.conv2.weight']) {
+    assert.ok(names.includes(n), `${n} checked`);
+  }
+  assert.ok(names.filter((n) => n.startsWith('grad.')).length >= 700);
   assert.deepEqual(report.notChecked, []);
   assert.equal(report.pass, true);
 });
 
 test('parity CLI: table and exit 0 on parity-a, --json gives the same report', () => {
-  const table = spawnSync(process.execPath, [cli, parityA], { encoding: 'utf8' });
+  const table = spawnSync(process.execPath, [cli, parityA, '--skip-grad'], { encoding: 'utf8' });
   assert.equal(table.status, 0, table.stderr);
   assert.match(table.stdout, /vae\.decoded\s+\[2,3,64,64\]\s+\S+\s+\S+\s+\S+\s+pass/);
   assert.match(table.stdout, /^\d+ passed, 0 failed$/m);
-  const json = spawnSync(process.execPath, [cli, parityA, '--json'], { encoding: 'utf8' });
+  const json = spawnSync(process.execPath, [cli, parityA, '--json', '--skip-grad'], { encoding: 'utf8' });
   assert.equal(json.status, 0, json.stderr);
   const report = JSON.parse(json.stdout) as ParityReport;
   assert.equal(report.pass, true);
@@ -51,7 +58,7 @@ test('parity CLI: a perturbed reference tensor fails, exit code 1, and names the
     [swapped[0], swapped[1]] = [swapped[1]!, swapped[0]!];
     all.set('vre.indices', { ...idx, data: swapped });
     writeSafetensors(path.join(dir, 'io.safetensors'), all);
-    const r = spawnSync(process.execPath, [cli, dir, '--json'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [cli, dir, '--json', '--skip-grad'], { encoding: 'utf8' });
     assert.equal(r.status, 1, r.stderr);
     const report = JSON.parse(r.stdout) as ParityReport;
     assert.deepEqual(report.rows.filter((x) => !x.pass).map((x) => x.name).sort(), ['vae.decoded', 'vre.indices']);

@@ -27,11 +27,13 @@ function formatTable(r: ParityReport): string {
 export async function parityMain(argv: string[], usage = 'npm run parity --'): Promise<number> {
   const json = argv.includes('--json');
   const dirs = argv.filter((a) => !a.startsWith('--'));
-  if (dirs.length !== 1 || argv.includes('--help')) {
-    process.stderr.write(`usage: ${usage} <fixture-dir> [--json]\n  <fixture-dir> holds sd/, osdface/ and io.safetensors\n`);
+  const unknown = argv.filter((a) => a.startsWith('--') && !['--json', '--skip-grad', '--help'].includes(a));
+  if (dirs.length !== 1 || argv.includes('--help') || unknown.length > 0) {
+    process.stderr.write(`${unknown.length ? `unknown option ${unknown[0]}\n` : ''}usage: ${usage} <fixture-dir> [--json] [--skip-grad]\n` +
+      '  <fixture-dir> holds sd/, osdface/ and io.safetensors (and optionally grad.safetensors, checked unless --skip-grad)\n');
     return 2;
   }
-  const report = await runParity(dirs[0]!);
+  const report = await runParity(dirs[0]!, {}, { gradients: !argv.includes('--skip-grad') });
   process.stdout.write((json ? JSON.stringify(report, null, 2) : formatTable(report)) + '\n');
   return report.pass ? 0 : 1;
 }
