@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+/**
+ * `osdface eval`: metrics of restored images against ground truth, paired by file name, as a
+ * table, JSON, and an HTML report with side-by-side crops.
+ *
+ * Exit codes: 0 every pair evaluated and nothing unpaired; 1 something was listed as a problem
+ * (a missing or duplicate pair, an unreadable file, a size mismatch, a metric that failed; the
+ * rest is still evaluated and reported); 2 usage error (bad flags, a folder that does not exist,
+ * an unknown or unavailable metric, unreadable NIQE parameters).
+ */
+
+import path from 'node:path';
+import { errorMessage, isMainModule, parseFlags, UsageError } from '../degrade/args.js';
+import {
+  evaluatePairs, formatTable, pairFolders, parseMetricList, toJson, METRIC_NAMES, UNAVAILABLE_METRICS, type MetricName,
+} from '../metrics/evaluate.js';
+import { loadNiqeParams, type NiqeParams } from '../metrics/niqe.js';
+import { writeReport } from '../metrics/report.js';
+
+export const EVAL_USAGE = `usage: osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
+
+Pairs the images of --pred and --gt (and --lq) by base name (extension ignored: face.png pairs
+with face.jpg), computes the metrics per pair and their mean, and prints a table. Images without
+a partner, duplicate names, unreadable files and size mismatches are listed, never dropped.
+
+options:
+  --pred <dir>           restored images
+  --gt <dir>             ground truth (same size as the restored images)
+  --lq <dir>             degraded inputs, shown in the report (optional)
+  --metrics <list>       comma-separated, default psnr,ssim; available: ${METRIC_NAMES.join(', ')}
+                         psnr/ssim: on RGB, data range 255, no border cropped (crop_border 0);
+                         identical images give psnr inf. _y: on BT.601 luma (MATLAB rgb2ycbcr).
+                         niqe: no-reference, of the restored image (lower is better).
+                         (${UNAVAILABLE_METRICS.join(', ')} need networks osdface does not bundle.)
+  --y-channel            compute psnr and ssim on Y (same as asking for psnr_y, ssim_y)
+  --niqe-params <file>   NIQE pristine parameters, BasicSR's niqe_pris_params.npz
+                         (default: $OSDFACE_NIQE_PARAMS)
+  --json                 print {"mean": {...}, "images": [{"name": ..., "psnr": ...}], ...}
+                         instead of the table (infinite PSNR is written "inf")
+  --report <file.html>   write an HTML report: LQ | restored | GT centre crops and the numbers
+  -h, --help             this help
+`;
+
+const SPEC = {
+  pred: { kind: 'string' },
+  gt: { kind: 'string' },
+  lq: { kind: 'string' },
+  metrics: { kind: 'string' },
+  'y-channel': { kind: 'bool' },
+  'niqe-params': { kind: 'string' },
+  json: { kind: 'bool' },
+  report: { kind: 'string' },
+  help: { kind: 'bool', short: 'h' },
+} as const;
+
+export async function main(argv: string[]): Promise<number> {
+  let predDir: string;
+  let gtDir: string;
+  let lqDir: string | undefined;
+  let metrics: MetricName[];
+  let niqeParams: NiqeParams | undefined;
+  let json: boolean;
+  let reportFile: string | undefined;
+  let pairing: ReturnType<typeof pairFolders>;
+  try {
+    const { flags, positionals } = parseFlags(argv, SPEC);
+    if (flags.has('help')) {
+      process.stdout.write(EVAL_USAGE);
+      return 0;
+    }
+    if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]} (folders go after --pred, --gt, --lq)`);
+    if (!flags.has('pred') || !flags.has('gt')) throw new UsageError('--pred <dir> and --gt <dir> are required');
+    predDir = flags.get('pred') as string;
+    gtDir = flags.get('gt') as string;
+    lqDir = flags.get('lq') as string | undefined;
+    json = flags.has('json');
+    reportFile = flags.get('report') as string | undefined;
+    try {
+      metrics = parseMetricList((flags.get('metrics') as string | undefined) ?? 'psnr,ssim');
+    } catch (e) {
+      throw new UsageError(errorMessage(e));
+    }
+    if (flags.has('y-channel')) metrics = [...new Set(metrics.map((m): MetricName => (m === 'psnr' ? 'psnr_y' : m === 'ssim' ? 'ssim_y' : m)))];
+    if (metrics.includes('niqe')) {
+      const file = (flags.get('niqe-params') as string | undefined) ?? process.env.OSDFACE_NIQE_PARAMS;
+      if (!file) {
+        throw new UsageError('niqe needs the NIQE pristine parameters: pass --niqe-params <niqe_pris_params.npz> (BasicSR basicsr/metrics/niqe_pris_params.npz) or set OSDFACE_NIQE_PARAMS');
+      }
+      try {
+        niqeParams = loadNiqeParams(file);
+      } catch (e) {
+        throw new UsageError(errorMessage(e));
+      }
+    }
+    try {
+      pairing = pairFolders(predDir, gtDir, lqDir);
+    } catch (e) {
+      throw new UsageError(errorMessage(e));
+    }
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    process.stderr.write(`eval: ${e.message}\n\n${EVAL_USAGE}`);
+    return 2;
+  }
+
+  if (pairing.pairs.length === 0) process.stderr.write(`eval: no image pairs between ${predDir} and ${gtDir}\n`);
+  const result = await evaluatePairs(pairing, {
+    metrics,
+    ...(niqeParams ? { niqeParams } : {}),
+    onImage: (r, i, n) => {
+      if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K[${i + 1}/${n}] ${r.name}${i + 1 === n ? '\n' : ''}`);
+    },
+  });
+  if (json) process.stdout.write(JSON.stringify(toJson(result), null, 2) + '\n');
+  else process.stdout.write(formatTable(result));
+  if (json) {
+    for (const p of result.problems) process.stderr.write(`eval: ${p.name}: ${p.kind}: ${p.message}\n`);
+    for (const i of result.images) for (const e of i.errors) process.stderr.write(`eval: ${i.name}: ${e}\n`);
+  }
+  if (reportFile !== undefined) {
+    await writeReport(reportFile, result, { title: `osdface eval: ${path.basename(predDir)} vs ${path.basename(gtDir)}` });
+    process.stderr.write(`report: ${reportFile}\n`);
+  }
+  const failed = result.problems.length > 0 || result.images.some((i) => i.errors.length > 0) || pairing.pairs.length === 0;
+  return failed ? 1 : 0;
+}
+
+if (isMainModule(import.meta.url)) {
+  main(process.argv.slice(2)).then(
+    (code) => { process.exitCode = code; },
+    (e) => { process.stderr.write(`eval: ${errorMessage(e)}\n`); process.exitCode = 1; },
+  );
+}

@@ -1,0 +1,92 @@
+/**
+ * A self-contained HTML report of an evaluation: the mean table, the problems, and per image the
+ * centre crops LQ | restored | ground truth side by side (PNG, embedded as base64) with the
+ * numbers beside them.
+ */
+
+import sharp from 'sharp';
+import { decodeImage } from '../image/io.js';
+import { errorMessage, writeTextAtomic } from '../degrade/args.js';
+import { formatValue, HIGHER_IS_BETTER, type EvaluationResult, type ImageResult } from './evaluate.js';
+
+export interface ReportOptions {
+  /** Side of each displayed crop in pixels (default 256). */
+  cropSize?: number;
+  /** Fraction of the shorter side the centre crop covers (default 0.5). */
+  cropFraction?: number;
+  title?: string;
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+/** The centre crop of an image file as a PNG data URI, or an error message. */
+async function cropDataUri(file: string, fraction: number, size: number): Promise<{ uri: string; note: string } | { error: string }> {
+  try {
+    const img = await decodeImage(file);
+    const side = Math.max(1, Math.floor(Math.min(img.width, img.height) * fraction));
+    const left = Math.floor((img.width - side) / 2);
+    const top = Math.floor((img.height - side) / 2);
+    const png = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+      .extract({ left, top, width: side, height: side })
+      .resize(size, size, { kernel: side < size ? 'nearest' : 'lanczos3' })
+      .png()
+      .toBuffer();
+    return { uri: `data:image/png;base64,${png.toString('base64')}`, note: `${img.width}x${img.height}, centre ${side}x${side}` };
+  } catch (e) {
+    return { error: errorMessage(e) };
+  }
+}
+
+async function cell(label: string, file: string | undefined, fraction: number, size: number): Promise<string> {
+  if (file === undefined) return `<figure><div class="missing" style="width:${size}px;height:${size}px">no ${escapeHtml(label)} image</div><figcaption>${escapeHtml(label)}</figcaption></figure>`;
+  const c = await cropDataUri(file, fraction, size);
+  if ('error' in c) {
+    return `<figure><div class="missing" style="width:${size}px;height:${size}px">unreadable:<br>${escapeHtml(c.error)}</div><figcaption>${escapeHtml(label)}</figcaption></figure>`;
+  }
+  return `<figure><img src="${c.uri}" width="${size}" height="${size}" alt="${escapeHtml(label)}"><figcaption>${escapeHtml(label)} <span class="note">${escapeHtml(c.note)}</span></figcaption></figure>`;
+}
+
+function metricsTable(r: EvaluationResult, values: ImageResult['values']): string {
+  const rows = r.metrics.map((m) => `<tr><th>${m} ${HIGHER_IS_BETTER.has(m) ? '&uarr;' : '&darr;'}</th><td>${formatValue(m, values[m])}</td></tr>`);
+  return `<table class="nums">${rows.join('')}</table>`;
+}
+
+/** Builds the report's HTML. */
+export async function buildReport(r: EvaluationResult, opts: ReportOptions = {}): Promise<string> {
+  const size = opts.cropSize ?? 256;
+  const fraction = opts.cropFraction ?? 0.5;
+  const title = opts.title ?? 'osdface evaluation';
+  const parts: string[] = [];
+  parts.push(`<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title><style>
+body{font-family:system-ui,sans-serif;margin:24px;color:#222}
+table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}th:first-child{text-align:left}
+.row{display:flex;gap:16px;align-items:flex-start;margin:18px 0;padding-top:12px;border-top:1px solid #ccc}
+figure{margin:0}figcaption{font-size:13px;margin-top:4px}.note{color:#777;font-size:11px}
+img{image-rendering:auto;display:block}.missing{display:flex;align-items:center;justify-content:center;text-align:center;background:#f3f3f3;color:#a00;font-size:12px;overflow:hidden}
+.errors{color:#a00;font-size:13px}h2{font-size:16px;margin:0 0 6px}
+</style></head><body><h1>${escapeHtml(title)}</h1>`);
+  parts.push(`<p>${r.images.length} pairs; centre crops (${Math.round(fraction * 100)}% of the shorter side) shown at ${size}x${size}: LQ | restored | ground truth. ` +
+    `PSNR/SSIM on 8-bit values (data range 255, no border cropped; _y: BT.601 luma as MATLAB rgb2ycbcr); NIQE of the restored image (lower is better).</p>`);
+  const head = `<tr><th></th>${r.metrics.map((m) => `<th>${m} ${HIGHER_IS_BETTER.has(m) ? '&uarr;' : '&darr;'}</th>`).join('')}</tr>`;
+  const meanRow = `<tr><th>mean</th>${r.metrics.map((m) => `<td>${formatValue(m, r.mean[m])} <span class="note">(n=${r.count[m] ?? 0})</span></td>`).join('')}</tr>`;
+  parts.push(`<table>${head}${meanRow}</table>`);
+  const errs = r.images.filter((i) => i.errors.length > 0);
+  if (r.problems.length > 0 || errs.length > 0) {
+    parts.push('<h2 class="errors">Problems</h2><ul class="errors">');
+    for (const p of r.problems) parts.push(`<li>${escapeHtml(p.name)}: ${escapeHtml(p.kind)}: ${escapeHtml(p.message)}</li>`);
+    for (const i of errs) for (const e of i.errors) parts.push(`<li>${escapeHtml(i.name)}: ${escapeHtml(e)}</li>`);
+    parts.push('</ul>');
+  }
+  for (const i of r.images) {
+    const cells = [await cell('LQ', i.lq, fraction, size), await cell('restored', i.pred, fraction, size), await cell('ground truth', i.gt, fraction, size)];
+    const errors = i.errors.length > 0 ? `<div class="errors">${i.errors.map(escapeHtml).join('<br>')}</div>` : '';
+    parts.push(`<div class="row">${cells.join('')}<div><h2>${escapeHtml(i.name)}</h2>${metricsTable(r, i.values)}${errors}</div></div>`);
+  }
+  parts.push('</body></html>\n');
+  return parts.join('\n');
+}
+
+/** Writes the report to `file` atomically. */
+export async function writeReport(file: string, r: EvaluationResult, opts: ReportOptions = {}): Promise<void> {
+  writeTextAtomic(file, await buildReport(r, opts));
+}
