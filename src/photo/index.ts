@@ -1,0 +1,15 @@
+/** Whole-photo face restoration and the face tools it uses, in one import. */
+export {
+  pasteFace, restorePhoto, upscaleBackground,
+  type BackgroundUpsampler, type FaceStatus, type PasteOptions, type PhotoFace, type PhotoImage, type RestoreCrops,
+  type RestorePhotoOptions, type RestorePhotoResult,
+} from './restore_photo.js';
+export {
+  defaultFaceModelDir, FaceDetector, fivePointsFrom68,
+  type Box, type DetectedFace, type DetectOptions, type FaceDetectorOptions, type Landmarks5, type Point,
+} from '../face/detector.js';
+export {
+  affineScale, alignFace, applyAffine, composeAffine, estimateSimilarity, FFHQ_BORDER_FILL, FFHQ_TEMPLATE_512, invertAffine,
+  templateFor, warpAffine, warpPixels,
+  type Affine, type AlignedFace, type AlignOptions, type EstimateOptions, type SimilarityFit,
+} from '../face/align.js';
