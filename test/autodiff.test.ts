@@ -96,6 +96,8 @@ const cases: [string, number[][], (g: Graph, xs: Value[]) => Value, Options?][] 
   ['Div (both inputs, broadcast)', [[2, 3], [3]], (_, [a, b]) => op.div(a!, op.add(op.mul(b!, b!), 1))],
   ['Sigmoid, Exp, Neg, Erf, Sin, Cos', [[2, 5]], (_, [a]) => op.add(op.add(op.sigmoid(a!), op.exp(op.neg(a!))), op.add(op.erf(a!), op.mul(op.sin(a!), op.cos(a!))))],
   ['Sqrt', [[6]], (_, [a]) => op.sqrt(a!), { lo: 0.5, hi: 2 }],
+  // Inputs kept away from 0, where these are not differentiable and finite differences straddle the kink.
+  ['Abs, Relu, LeakyRelu', [[8]], (_, [a]) => op.add(op.abs(op.sub(a!, 1.5)), op.add(op.relu(op.sub(a!, 2)), op.leakyRelu(op.sub(a!, 1.6), 0.2))), { lo: 0.1, hi: 3 }],
   ['SiLU and exact GELU', [[2, 4]], (_, [a]) => op.add(op.silu(a!), op.gelu(a!))],
   ['MatMul, batched with broadcast weight', [[2, 3, 4], [4, 5]], (_, [a, b]) => op.matmul(a!, b!)],
   ['MatMul, batched both sides', [[2, 2, 3, 4], [2, 1, 4, 2]], (_, [a, b]) => op.matmul(a!, b!)],

@@ -17,6 +17,7 @@ import { HOW_TO_CONVERT, ModelDirError, readManifest, type Manifest } from '../p
 import { decodeImage, encodeImage, writeImageAtomic, type DecodedImage, type ImageFormat } from '../image/io.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { runParityCommand } from './parity.js';
+import { main as trainMain } from './train.js';
 
 // ---------------------------------------------------------------------------------------------
 // Usage
@@ -26,7 +27,8 @@ const MAIN_USAGE = `osdface ${PACKAGE_VERSION}: OSDFace one-step face restoratio
 usage:
   osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
   osdface convert --sd <dir> --osdface <dir> -o <model dir> [options]
-  osdface parity <fixture dir> [--json]
+  osdface parity <fixture dir> [--json] [--skip-grad]
+  osdface train --config <config.json> [--stop-at <step>]
   osdface --help | --version
 
 Run \`osdface <command> --help\` for a command's options.
@@ -710,6 +712,8 @@ async function main(argv: string[]): Promise<number> {
         return await convertCommand(rest);
       case 'parity':
         return await runParityCommand(rest, 'osdface parity');
+      case 'train':
+        return await trainMain(rest);
       case '--version':
       case '-v':
         process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);

@@ -112,6 +112,18 @@ const RULES: Record<string, Rule> = {
     return [needs[0] ? unbroadcast(op.div(g!, b), a.shape) : undefined, needs[1] ? unbroadcast(op.neg(op.div(op.mul(g!, y), b)), b.shape) : undefined];
   },
   Neg: (_, [g]) => [op.neg(g!)],
+  Abs: (n, [g]) => [op.mul(g!, op.sign(n.inputs[0]!))],
+  // d/dx relu = [x > 0] = (sign(x) + |sign(x)|) / 2, built from ops that have float kernels.
+  Relu: (n, [g]) => {
+    const s = op.sign(n.inputs[0]!);
+    return [op.mul(g!, op.mul(op.add(s, op.abs(s)), 0.5))];
+  },
+  LeakyRelu: (n, [g]) => {
+    const alpha = n.attrs['alpha']?.kind === 'float' ? n.attrs['alpha'].value : 0.01;
+    const s = op.sign(n.inputs[0]!);
+    const positive = op.mul(op.add(s, op.abs(s)), 0.5);
+    return [op.mul(g!, op.add(op.mul(positive, 1 - alpha), alpha))];
+  },
   Sigmoid: (n, [g]) => {
     const y = n.outputs[0]!;
     return [op.mul(g!, op.mul(y, op.sub(op.scalar(y.graph, 1), y)))];
@@ -194,7 +206,7 @@ const RULES: Record<string, Rule> = {
 };
 
 /** Ops whose outputs carry no gradient (shapes, integer paths). */
-const NON_DIFFERENTIABLE = new Set(['Shape', 'ArgMin', 'Cast']);
+const NON_DIFFERENTIABLE = new Set(['Shape', 'ArgMin', 'Cast', 'Sign']);
 
 /**
  * Appends to `graph` the gradients of the scalar `loss` with respect to each of `wrt` (inputs,

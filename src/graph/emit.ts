@@ -19,6 +19,8 @@ export interface EmitOptions {
   /** Write parameters to `<dir>/<fileName>` instead of inline. */
   external?: { dir: string; fileName: string };
   producerVersion?: string;
+  /** Parameters fed at run time as graph inputs instead of stored (e.g. the ones being trained). */
+  paramInputs?: ReadonlySet<string>;
   metadata?: Record<string, string>;
   docString?: string;
 }
@@ -36,11 +38,12 @@ function tensorBytes(t: Tensor): Uint8Array {
  * written pre-transposed and the Transpose node dropped, so ONNX Runtime does not have to fold
  * (and briefly duplicate) them at load time.
  */
-function foldedTransposes(graph: Graph): Map<Value, Node> {
+function foldedTransposes(graph: Graph, keep?: ReadonlySet<string>): Map<Value, Node> {
   const consumers = new Map<Value, Node[]>();
   for (const n of graph.nodes) for (const i of n.inputs) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n]);
   const folded = new Map<Value, Node>();
-  for (const p of graph.params.values()) {
+  for (const [key, p] of graph.params) {
+    if (keep?.has(key)) continue;
     const uses = consumers.get(p) ?? [];
     const t = uses[0];
     const perm = t?.attrs['perm'];
@@ -56,7 +59,7 @@ function transpose2d(data: Float32Array, rows: number, cols: number): Float32Arr
 }
 
 export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
-  const folded = foldedTransposes(graph);
+  const folded = foldedTransposes(graph, opts.paramInputs);
   const renamed = new Map<string, string>();
   for (const t of folded.values()) renamed.set(t.outputs[0]!.name, `${t.inputs[0]!.name}.T`);
   const initializers: OnnxTensor[] = [];
@@ -65,6 +68,7 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
   if (opts.external) fd = fs.openSync(path.join(opts.external.dir, opts.external.fileName), 'w');
   try {
     for (const [key, value] of graph.params) {
+      if (opts.paramInputs?.has(key)) continue;
       let data = opts.weights.read(key, value.shape);
       if (data.length !== numel(value.shape)) {
         throw new Error(`weight '${key}': ${data.length} values for shape ${shapeStr(value.shape)}`);
@@ -116,7 +120,14 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
       name: graph.name,
       nodes,
       initializers,
-      inputs: graph.inputs.map((i) => ({ name: i.value.name, dtype: i.value.dtype, dims: i.dims })),
+      inputs: [
+        ...graph.inputs.map((i) => ({ name: i.value.name, dtype: i.value.dtype, dims: i.dims })),
+        ...[...(opts.paramInputs ?? [])].map((key) => {
+          const p = graph.params.get(key);
+          if (!p) throw new Error(`paramInputs: the graph has no parameter '${key}'`);
+          return { name: key, dtype: p.dtype, dims: p.shape };
+        }),
+      ],
       // Output sizes follow the named input dimensions, so they are left for ONNX Runtime to infer.
       outputs: graph.outputs.map((o) => ({ name: o.name, dtype: o.dtype })),
     },

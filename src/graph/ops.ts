@@ -69,6 +69,10 @@ export const sin = (x: Value) => unary('Sin', x);
 export const cos = (x: Value) => unary('Cos', x);
 export const erf = (x: Value) => unary('Erf', x);
 export const neg = (x: Value) => unary('Neg', x);
+export const abs = (x: Value) => unary('Abs', x);
+export const sign = (x: Value) => unary('Sign', x);
+export const relu = (x: Value) => unary('Relu', x);
+export const leakyRelu = (x: Value, alpha: number) => unary('LeakyRelu', x, { alpha: float(alpha) });
 
 export function silu(x: Value): Value {
   return mul(x, sigmoid(x));

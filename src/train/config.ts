@@ -1,0 +1,162 @@
+/**
+ * `osdface train --config <json>`: the training configuration, validated with errors that name the
+ * config file and the key (with the expected type or range) before anything runs.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { AdamWConfig } from './optim.js';
+import { PRESET_NAMES, type PresetName } from '../degrade/recipe.js';
+
+export interface TrainConfig {
+  /** Folder of HQ training images and of validation images (degraded with a fixed seed). */
+  data: { train: string; val: string; size: number; batch: number; valImages: number; degradation: PresetName;
+    augment: { flip: boolean; scale: number; shift: number; colorJitter: number } };
+  /** Network widths: diffusers/OSDFace config objects for a small OSDFace-shaped model trained from scratch. */
+  model: { unet: Record<string, unknown>; vae: Record<string, unknown>; vre: Record<string, unknown>; promptChannels: number; timestep: number };
+  /** Which weights train: all of unet/vae/embedding_change, or LoRA adapters on the UNet. */
+  trainable: { mode: 'full' | 'lora'; lora: { rank: number; alpha: number; targets: string[] } };
+  loss: { mse: number; l1: number; gan: number };
+  optim: AdamWConfig;
+  steps: number;
+  seed: number;
+  threads: number;
+  out: string;
+  checkpointEvery: number;
+  sampleEvery: number;
+  evalEvery: number;
+}
+
+export class TrainConfigError extends Error {
+  constructor(file: string, key: string, detail: string) {
+    super(`${file}: '${key}' ${detail}`);
+    this.name = 'TrainConfigError';
+  }
+}
+
+/** OSDFace's LoRA targets: attention projections, transformer in/out projections, feed-forward, resnet convs. */
+export const OSDFACE_LORA_TARGETS = ['to_q', 'to_k', 'to_v', 'to_out.0', 'proj_in', 'proj_out', 'ff.net.0.proj', 'ff.net.2', 'conv1', 'conv2'];
+
+export const SMALL_MODEL: TrainConfig['model'] = {
+  unet: {
+    block_out_channels: [32, 64], down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D'],
+    attention_head_dim: [2, 4], cross_attention_dim: 64, layers_per_block: 1, norm_num_groups: 8, in_channels: 4, out_channels: 4,
+    use_linear_projection: true, flip_sin_to_cos: true, freq_shift: 0,
+  },
+  vae: {
+    block_out_channels: [32, 64], down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D'], up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D'],
+    layers_per_block: 1, norm_num_groups: 8, latent_channels: 4, in_channels: 3, out_channels: 3,
+  },
+  vre: { ch: 16, ch_mult: [1, 1, 2], num_res_blocks: 1, attn_resolutions: [16], resolution: 64, z_channels: 32, n_embed: 64, embed_dim: 32, head_size: 1, n_min: 16, norm_num_groups: 8 },
+  promptChannels: 64,
+  timestep: 399,
+};
+
+type Json = Record<string, unknown>;
+
+export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
+  const fail = (key: string, detail: string): never => { throw new TrainConfigError(file, key, detail); };
+  const obj = (v: unknown, key: string): Json => (v === undefined ? {} : typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : fail(key, 'must be an object'));
+  const root = obj(raw, '<root>');
+  const num = (o: Json, key: string, path_: string, dflt: number | undefined, min = -Infinity, max = Infinity, integer = false): number => {
+    const v = o[key] ?? dflt;
+    if (v === undefined) return fail(path_, 'is required');
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
+      return fail(path_, `must be ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], found ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  const str = (o: Json, key: string, path_: string, dflt?: string): string => {
+    const v = o[key] ?? dflt;
+    return typeof v === 'string' && v.length > 0 ? v : fail(path_, v === undefined ? 'is required' : `must be a string, found ${JSON.stringify(v)}`);
+  };
+  const bool = (o: Json, key: string, path_: string, dflt: boolean): boolean => {
+    const v = o[key] ?? dflt;
+    return typeof v === 'boolean' ? v : fail(path_, `must be true or false, found ${JSON.stringify(v)}`);
+  };
+  const known = (o: Json, where: string, keys: string[]) => {
+    for (const k of Object.keys(o)) if (!keys.includes(k)) fail(where ? `${where}.${k}` : k, `is not a known setting (known: ${keys.join(', ')})`);
+  };
+  known(root, '', ['data', 'model', 'trainable', 'loss', 'optim', 'steps', 'seed', 'threads', 'out', 'checkpointEvery', 'sampleEvery', 'evalEvery']);
+  const base = path.dirname(path.resolve(file));
+  const dir = (o: Json, key: string, p: string) => {
+    const d = path.resolve(base, str(o, key, p));
+    if (!fs.existsSync(d) || !fs.statSync(d).isDirectory()) fail(p, `folder ${d} does not exist`);
+    return d;
+  };
+
+  const data = obj(root['data'], 'data');
+  known(data, 'data', ['train', 'val', 'size', 'batch', 'valImages', 'degradation', 'augment']);
+  const degradation = str(data, 'degradation', 'data.degradation', 'mild');
+  if (!PRESET_NAMES.includes(degradation as PresetName)) fail('data.degradation', `must be one of ${PRESET_NAMES.join(', ')}`);
+  const aug = obj(data['augment'], 'data.augment');
+  known(aug, 'data.augment', ['flip', 'scale', 'shift', 'colorJitter']);
+  const model = obj(root['model'], 'model');
+  known(model, 'model', ['unet', 'vae', 'vre', 'promptChannels', 'timestep']);
+  const trainable = obj(root['trainable'], 'trainable');
+  known(trainable, 'trainable', ['mode', 'lora']);
+  const mode = str(trainable, 'mode', 'trainable.mode', 'full');
+  if (mode !== 'full' && mode !== 'lora') fail('trainable.mode', "must be 'full' or 'lora'");
+  const lora = obj(trainable['lora'], 'trainable.lora');
+  const targets = lora['targets'] ?? OSDFACE_LORA_TARGETS;
+  if (!Array.isArray(targets) || targets.some((t) => typeof t !== 'string')) fail('trainable.lora.targets', 'must be a list of module name suffixes');
+  const loss = obj(root['loss'], 'loss');
+  known(loss, 'loss', ['mse', 'l1', 'gan']);
+  const optim = obj(root['optim'], 'optim');
+  known(optim, 'optim', ['lr', 'betas', 'eps', 'weightDecay', 'clipNorm', 'warmupSteps', 'schedule', 'minLrRatio']);
+  const betas = optim['betas'] ?? [0.9, 0.999];
+  if (!Array.isArray(betas) || betas.length !== 2 || betas.some((b) => typeof b !== 'number' || b < 0 || b >= 1)) fail('optim.betas', 'must be two numbers in [0, 1)');
+  const schedule = str(optim, 'schedule', 'optim.schedule', 'cosine');
+  if (!['constant', 'cosine', 'linear'].includes(schedule)) fail('optim.schedule', "must be 'constant', 'cosine' or 'linear'");
+  const steps = num(root, 'steps', 'steps', undefined, 1, 1e9, true);
+
+  const size = num(data, 'size', 'data.size', 64, 16, 1024, true);
+  const cfg: TrainConfig = {
+    data: {
+      train: dir(data, 'train', 'data.train'), val: dir(data, 'val', 'data.val'), size,
+      batch: num(data, 'batch', 'data.batch', 4, 1, 256, true), valImages: num(data, 'valImages', 'data.valImages', 8, 1, 1000, true),
+      degradation: degradation as PresetName,
+      augment: {
+        flip: bool(aug, 'flip', 'data.augment.flip', true), scale: num(aug, 'scale', 'data.augment.scale', 0.05, 0, 0.5),
+        shift: num(aug, 'shift', 'data.augment.shift', 0.05, 0, 0.5), colorJitter: num(aug, 'colorJitter', 'data.augment.colorJitter', 0.05, 0, 0.5),
+      },
+    },
+    model: {
+      unet: { ...SMALL_MODEL.unet, ...obj(model['unet'], 'model.unet') },
+      vae: { ...SMALL_MODEL.vae, ...obj(model['vae'], 'model.vae') },
+      vre: { ...SMALL_MODEL.vre, resolution: size, ...obj(model['vre'], 'model.vre') },
+      promptChannels: num(model, 'promptChannels', 'model.promptChannels', SMALL_MODEL.promptChannels, 1, 4096, true),
+      timestep: num(model, 'timestep', 'model.timestep', SMALL_MODEL.timestep, 0, 999, true),
+    },
+    trainable: {
+      mode: mode as 'full' | 'lora',
+      lora: { rank: num(lora, 'rank', 'trainable.lora.rank', 4, 1, 1024, true), alpha: num(lora, 'alpha', 'trainable.lora.alpha', 4, 0), targets: targets as string[] },
+    },
+    loss: { mse: num(loss, 'mse', 'loss.mse', 1, 0), l1: num(loss, 'l1', 'loss.l1', 0, 0), gan: num(loss, 'gan', 'loss.gan', 0, 0) },
+    optim: {
+      lr: num(optim, 'lr', 'optim.lr', 1e-3, 0, 10), betas: betas as [number, number], eps: num(optim, 'eps', 'optim.eps', 1e-8, 0),
+      weightDecay: num(optim, 'weightDecay', 'optim.weightDecay', 0.01, 0), clipNorm: num(optim, 'clipNorm', 'optim.clipNorm', 1, 0),
+      warmupSteps: num(optim, 'warmupSteps', 'optim.warmupSteps', 10, 0, 1e9, true), schedule: schedule as AdamWConfig['schedule'],
+      totalSteps: steps, minLrRatio: num(optim, 'minLrRatio', 'optim.minLrRatio', 0.1, 0, 1),
+    },
+    steps,
+    seed: num(root, 'seed', 'seed', 0, 0, 2 ** 31, true),
+    threads: num(root, 'threads', 'threads', 2, 1, 256, true),
+    out: path.resolve(base, str(root, 'out', 'out')),
+    checkpointEvery: num(root, 'checkpointEvery', 'checkpointEvery', 50, 1, 1e9, true),
+    sampleEvery: num(root, 'sampleEvery', 'sampleEvery', 50, 1, 1e9, true),
+    evalEvery: num(root, 'evalEvery', 'evalEvery', 50, 1, 1e9, true),
+  };
+  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan === 0) fail('loss', 'needs at least one positive weight');
+  return cfg;
+}
+
+export function readTrainConfig(file: string): TrainConfig {
+  if (!fs.existsSync(file)) throw new TrainConfigError(file, '<file>', 'does not exist');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new TrainConfigError(file, '<file>', `is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseTrainConfig(raw, file);
+}

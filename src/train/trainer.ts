@@ -1,0 +1,276 @@
+/**
+ * Training an OSDFace-shaped model in TypeScript: the forward pipeline (VAE encode -> UNet at the
+ * fixed timestep -> x0 -> VAE decode), its loss and the loss's gradients are one ONNX graph run by
+ * ONNX Runtime; the trainable parameters are fed as inputs and updated here with AdamW.
+ * The VRE stays frozen (its code selection is discrete) and runs as its own session.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Graph, type Value } from '../graph/ir.js';
+import * as op from '../graph/ops.js';
+import { gradients } from '../graph/autodiff.js';
+import { emitOnnx, type WeightSource } from '../graph/emit.js';
+import { OnnxSession } from '../graph/runtime.js';
+import { Config } from '../models/config.js';
+import { UNet2DConditionModel } from '../models/unet_2d_condition.js';
+import { AutoencoderKL } from '../models/autoencoder_kl.js';
+import { VQVAEEncoder } from '../models/vre/vqvae_encoder.js';
+import { TwoLayerConv1x1 } from '../models/vre/embedding_change.js';
+import { selectCodes } from '../models/vre/vq_select.js';
+import { vreGraph } from '../pipeline/graphs.js';
+import { alphasCumprod } from '../pipeline/scheduler.js';
+import { SafetensorsFile, writeSafetensors } from '../weights/safetensors.js';
+import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
+import type { TrainConfig } from './config.js';
+import { FaceDataset, type Batch } from './data.js';
+import { initParam } from './init.js';
+import { adamWStep, newAdamWState, type AdamWState } from './optim.js';
+import { lossCurvePng, sampleSheetPng } from './plot.js';
+
+export interface StepLog {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  imagesPerSecond: number;
+  val?: { loss: number; psnr: number; inputPsnr: number };
+}
+
+const SD_SCHEDULE = new Config({ beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000 }, 'SD schedule');
+
+function writeAtomic(file: string, data: string | Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}
+
+function psnr(a: Float32Array, b: Float32Array, from: number, n: number): number {
+  let se = 0;
+  for (let i = from; i < from + n; i++) {
+    const d = Math.min(1, Math.max(0, a[i]!)) - b[i]!;
+    se += d * d;
+  }
+  return se === 0 ? Infinity : 10 * Math.log10(n / se);
+}
+
+export class Trainer {
+  readonly unet: UNet2DConditionModel;
+  readonly vae: AutoencoderKL;
+  readonly vre: VQVAEEncoder;
+  readonly ec: TwoLayerConv1x1;
+  /** Trainable parameters (graph keys), updated in place. */
+  readonly params = new Map<string, Float32Array>();
+  private readonly frozen = new Map<string, Float32Array>();
+  private opt: AdamWState;
+  private trainSession?: OnnxSession;
+  private evalSession?: OnnxSession;
+  private vreSession?: OnnxSession;
+  private codebook!: FloatTensor;
+  readonly logs: StepLog[] = [];
+  private val?: Batch;
+  private valTokens?: FloatTensor;
+
+  constructor(readonly cfg: TrainConfig, private readonly dataset: FaceDataset, private readonly valSet: FaceDataset) {
+    const m = cfg.model;
+    this.unet = new UNet2DConditionModel(new Config(m.unet, 'config model.unet'));
+    this.vae = new AutoencoderKL(new Config(m.vae, 'config model.vae'));
+    this.vre = new VQVAEEncoder(new Config(m.vre, 'config model.vre'), cfg.data.size);
+    if (this.unet.crossAttentionDim !== m.promptChannels) {
+      throw new Error(`config: model.promptChannels (${m.promptChannels}) must equal model.unet.cross_attention_dim (${this.unet.crossAttentionDim})`);
+    }
+    this.ec = new TwoLayerConv1x1(this.vre.quantize.embedDim, m.promptChannels);
+    const graph = this.buildGraph(false);
+    const trainable = (k: string) => (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
+    for (const [k, v] of graph.params) (trainable(k) ? this.params : this.frozen).set(k, initParam(k, v.shape, cfg.seed));
+    for (const [k, shape] of this.vre.namedParameters()) this.frozen.set(`vre.${k}`, initParam(k, shape, cfg.seed));
+    this.opt = newAdamWState(this.params);
+  }
+
+  get step(): number {
+    return this.opt.step;
+  }
+
+  /** A hash of everything that shapes the run, so a resume refuses a different config. */
+  get configHash(): string {
+    const { steps: _steps, checkpointEvery: _c, sampleEvery: _s, evalEvery: _e, threads: _t, ...shape } = this.cfg;
+    return crypto.createHash('sha256').update(JSON.stringify(shape)).digest('hex').slice(0, 16);
+  }
+
+  private loraTargets(): Set<string> {
+    const suffixes = this.cfg.trainable.lora.targets;
+    const modules = new Set<string>();
+    for (const [k] of this.unet.namedParameters()) {
+      const mod = k.replace(/\.(weight|bias)$/, '');
+      if (k.endsWith('.weight') && suffixes.some((s) => mod === s || mod.endsWith(`.${s}`))) modules.add(mod);
+    }
+    return modules;
+  }
+
+  /** The forward pipeline and its loss; with `withGradients`, the gradients of the trainable parameters too. */
+  private buildGraph(withGradients: boolean): Graph {
+    const { size, batch } = this.cfg.data;
+    const n = withGradients ? batch : this.valSet.length;
+    const g = new Graph(withGradients ? 'train_step' : 'eval');
+    g.fusedAttention = false;
+    if (this.cfg.trainable.mode === 'lora') {
+      g.lora = { rank: this.cfg.trainable.lora.rank, scale: this.cfg.trainable.lora.alpha / this.cfg.trainable.lora.rank, targets: this.loraTargets() };
+    }
+    const lq = g.input('lq', 'float32', [n, 3, size, size]);
+    const hq = g.input('hq', 'float32', [n, 3, size, size]);
+    const tokens = g.input('tokens', 'float32', [n, this.vre.nMin, this.vre.quantize.embedDim]);
+    const t = g.input('timestep', 'float32', [1]);
+    const sf = this.vae.scalingFactor;
+    const f = Math.fround;
+    const a = alphasCumprod(SD_SCHEDULE)[this.cfg.model.timestep]!;
+    const latent = op.mul(this.vae.encode(g, op.sub(op.mul(lq, 2), 1)).mean, sf);
+    const eps = this.unet.forward(g, latent, t, this.ec.forward(g, tokens));
+    const x0 = op.div(op.sub(latent, op.mul(eps, f(Math.sqrt(f(1 - a))))), f(Math.sqrt(a)));
+    const out = op.add(op.mul(this.vae.decode(g, op.div(x0, sf)), 0.5), 0.5);
+    const diff = op.sub(out, hq);
+    const all = diff.shape.map((_, i) => i);
+    const terms: Value[] = [];
+    // Pixel losses in [-1, 1] units (x2 of the [0, 1] difference), as the reference trains.
+    if (this.cfg.loss.mse > 0) terms.push(op.mul(op.reduceMean(op.mul(diff, diff), all, false), 4 * this.cfg.loss.mse));
+    if (this.cfg.loss.l1 > 0) terms.push(op.mul(op.reduceMean(op.abs(diff), all, false), 2 * this.cfg.loss.l1));
+    const loss = terms.reduce((s, v) => op.add(s, v));
+    g.output(loss, 'loss');
+    g.output(out, 'out');
+    if (withGradients) {
+      const keys = [...g.params.keys()].filter((k) => this.params.has(k) || !this.frozen.has(k));
+      gradients(g, loss, keys.map((k) => g.params.get(k)!)).forEach((gv, i) => g.output(gv, `grad:${keys[i]}`));
+    }
+    return g;
+  }
+
+  private weights(prefix = ''): WeightSource {
+    return {
+      read: (key) => {
+        const v = this.frozen.get(prefix + key);
+        if (!v) throw new Error(`no frozen weight '${prefix + key}'`);
+        return v;
+      },
+    };
+  }
+
+  async init(): Promise<void> {
+    const runtime = { threads: this.cfg.threads };
+    const keys = new Set(this.params.keys());
+    this.trainSession = await OnnxSession.create(emitOnnx(this.buildGraph(true), { weights: this.weights(), paramInputs: keys }), runtime);
+    this.evalSession = await OnnxSession.create(emitOnnx(this.buildGraph(false), { weights: this.weights(), paramInputs: keys }), runtime);
+    this.vreSession = await OnnxSession.create(emitOnnx(vreGraph(this.vre), { weights: this.weights('vre.') }), runtime);
+    const cb = this.vre.namedParameters().find(([k]) => k === 'quantize.embedding.weight')!;
+    this.codebook = floatTensor(cb[1], this.frozen.get('vre.quantize.embedding.weight')!);
+    this.val = await this.valSet.fixed(this.cfg.seed, this.cfg.data.degradation);
+    this.valTokens = await this.tokens(this.val.lq);
+  }
+
+  private async tokens(lq: FloatTensor): Promise<FloatTensor> {
+    const image = floatTensor(lq.shape, lq.data.map((v) => v * 2 - 1));
+    const out = await this.vreSession!.run({ image });
+    return selectCodes(out.min_distance!, out.code_index!, this.codebook, this.vre.nMin).tokens;
+  }
+
+  private paramFeeds(): Record<string, Tensor> {
+    const feeds: Record<string, Tensor> = {};
+    const graphParams = new Map(this.buildShapes());
+    for (const [k, v] of this.params) feeds[k] = floatTensor(graphParams.get(k)!, v);
+    return feeds;
+  }
+
+  private shapes?: [string, number[]][];
+  private buildShapes(): [string, number[]][] {
+    this.shapes ??= [...this.buildGraph(false).params].map(([k, v]) => [k, v.shape]);
+    return this.shapes;
+  }
+
+  async trainStep(): Promise<StepLog> {
+    const t0 = performance.now();
+    const step = this.opt.step;
+    const batch = await this.dataset.batch(`${this.cfg.seed}:${step}`, this.cfg.data.batch, this.cfg.data.augment, this.cfg.data.degradation);
+    const tokens = await this.tokens(batch.lq);
+    const out = await this.trainSession!.run({
+      lq: batch.lq, hq: batch.hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(),
+    });
+    const grads = new Map<string, Float32Array>();
+    for (const k of this.params.keys()) grads.set(k, out[`grad:${k}`]!.data as Float32Array);
+    const { lr, gradNorm } = adamWStep(this.cfg.optim, this.opt, this.params, grads);
+    const loss = (out.loss!.data as Float32Array)[0]!;
+    const log: StepLog = { step: this.opt.step, loss, lr, gradNorm, imagesPerSecond: this.cfg.data.batch / ((performance.now() - t0) / 1000) };
+    this.logs.push(log);
+    return log;
+  }
+
+  /** Validation loss, mean PSNR of the outputs and of the degraded inputs, and the outputs. */
+  async evaluate(): Promise<{ loss: number; psnr: number; inputPsnr: number; out: FloatTensor }> {
+    const val = this.val!;
+    const out = await this.evalSession!.run({
+      lq: val.lq, hq: val.hq, tokens: this.valTokens!, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(),
+    });
+    const pred = out.out as FloatTensor;
+    const per = 3 * this.cfg.data.size ** 2;
+    let p = 0;
+    let q = 0;
+    for (let i = 0; i < this.valSet.length; i++) {
+      p += psnr(pred.data, val.hq.data, i * per, per);
+      q += psnr(val.lq.data, val.hq.data, i * per, per);
+    }
+    return { loss: (out.loss!.data as Float32Array)[0]!, psnr: p / this.valSet.length, inputPsnr: q / this.valSet.length, out: pred };
+  }
+
+  async writeSamples(file: string, out: FloatTensor): Promise<void> {
+    writeAtomic(file, await sampleSheetPng([this.val!.lq, out, this.val!.hq], 4));
+  }
+
+  async writeCurve(file: string): Promise<void> {
+    const train = this.logs.map((l) => ({ step: l.step, value: l.loss }));
+    const val = this.logs.filter((l) => l.val).map((l) => ({ step: l.step, value: l.val!.loss }));
+    writeAtomic(file, await lossCurvePng([{ name: 'train loss', colour: '#1f77b4', points: train }, { name: 'validation loss', colour: '#d62728', points: val }], 'OSDFace training'));
+  }
+
+  /** Parameters, optimizer moments and the step, written atomically; `latest.json` is updated last. */
+  saveCheckpoint(dir: string): string {
+    fs.mkdirSync(dir, { recursive: true });
+    const name = `step-${String(this.opt.step).padStart(7, '0')}.safetensors`;
+    const tensors = new Map<string, Tensor>();
+    const shapes = new Map(this.buildShapes());
+    for (const [k, v] of this.params) {
+      const shape = shapes.get(k)!;
+      tensors.set(`param/${k}`, floatTensor(shape, v));
+      tensors.set(`adam_m/${k}`, floatTensor(shape, this.opt.m.get(k)!));
+      tensors.set(`adam_v/${k}`, floatTensor(shape, this.opt.v.get(k)!));
+    }
+    writeSafetensors(path.join(dir, name), tensors, { step: String(this.opt.step), config: this.configHash });
+    writeAtomic(path.join(dir, 'latest.json'), JSON.stringify({ step: this.opt.step, file: name, config: this.configHash }));
+    for (const f of fs.readdirSync(dir)) {
+      if (/^step-\d+\.safetensors$/.test(f) && f !== name && Number(f.slice(5, 12)) < this.opt.step - 2 * this.cfg.checkpointEvery) fs.rmSync(path.join(dir, f));
+    }
+    return name;
+  }
+
+  /** Restores the state saved by saveCheckpoint; returns the step it resumes from, or 0 when there is none. */
+  loadCheckpoint(dir: string): number {
+    const latest = path.join(dir, 'latest.json');
+    if (!fs.existsSync(latest)) return 0;
+    const meta = JSON.parse(fs.readFileSync(latest, 'utf8')) as { step: number; file: string; config: string };
+    if (meta.config !== this.configHash) {
+      throw new Error(`${dir} holds checkpoints of a run with a different configuration; choose another 'out' folder or remove it`);
+    }
+    const f = SafetensorsFile.open(path.join(dir, meta.file));
+    try {
+      for (const k of this.params.keys()) {
+        this.params.get(k)!.set(f.read(`param/${k}`).data as Float32Array);
+        this.opt.m.get(k)!.set(f.read(`adam_m/${k}`).data as Float32Array);
+        this.opt.v.get(k)!.set(f.read(`adam_v/${k}`).data as Float32Array);
+      }
+    } finally {
+      f.close();
+    }
+    this.opt.step = meta.step;
+    return meta.step;
+  }
+
+  async dispose(): Promise<void> {
+    for (const s of [this.trainSession, this.evalSession, this.vreSession]) await s?.release();
+  }
+}

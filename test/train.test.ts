@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { shared, tempDir } from './helpers.js';
+import { parseTrainConfig, TrainConfigError } from '../src/train/config.js';
+import { adamWStep, learningRate, newAdamWState, type AdamWConfig } from '../src/train/optim.js';
+import { train } from '../src/train/run.js';
+
+const faces = path.join(shared, 'data/faces-hq/train');
+const valFaces = path.join(shared, 'data/faces-hq/test');
+
+/** A small dataset folder: a few HQ faces copied into a temporary folder at test time. */
+function smallSet(dir: string, names: string[]): string {
+  fs.mkdirSync(dir, { recursive: true });
+  for (const n of names) fs.copyFileSync(path.join(faces, n), path.join(dir, n));
+  return dir;
+}
+
+const TINY_MODEL = {
+  unet: { block_out_channels: [16, 32], attention_head_dim: [2, 2], cross_attention_dim: 32, norm_num_groups: 4 },
+  vae: { block_out_channels: [16, 16], norm_num_groups: 4 },
+  vre: { ch: 8, ch_mult: [1, 2], attn_resolutions: [16], z_channels: 16, n_embed: 32, embed_dim: 16, n_min: 8, norm_num_groups: 4 },
+  promptChannels: 32,
+};
+
+function tinyConfig(root: string, out: string, extra: Record<string, unknown> = {}) {
+  const names = fs.readdirSync(faces).filter((f) => f.startsWith('dmdnet_')).slice(0, 4);
+  const train_ = smallSet(path.join(root, 'train'), names);
+  const val = smallSet(path.join(root, 'val'), names.slice(0, 2));
+  return parseTrainConfig({
+    data: { train: train_, val, size: 32, batch: 2, valImages: 2, degradation: 'mild' },
+    model: TINY_MODEL,
+    optim: { lr: 0.003, warmupSteps: 0, schedule: 'constant' },
+    steps: 4, seed: 3, threads: 1, out, checkpointEvery: 2, sampleEvery: 2, evalEvery: 2,
+    ...extra,
+  }, path.join(root, 'config.json'));
+}
+
+test('config errors name the file and the key, with what was expected', () => {
+  const file = '/x/config.json';
+  assert.throws(() => parseTrainConfig({ steps: 10, out: 'o', data: { train: valFaces, val: valFaces }, optim: { lr: 'fast' } }, file),
+    (e: Error) => e instanceof TrainConfigError && /^\/x\/config\.json: 'optim\.lr' must be a number/.test(e.message));
+  assert.throws(() => parseTrainConfig({ steps: 10, out: 'o', data: { train: valFaces, val: valFaces }, optim: { learning_rate: 1 } }, file),
+    /'optim\.learning_rate' is not a known setting/);
+  assert.throws(() => parseTrainConfig({ steps: 10, out: 'o', data: { train: '/no/such/dir', val: valFaces } }, file), /'data\.train' folder \/no\/such\/dir does not exist/);
+  assert.throws(() => parseTrainConfig({ out: 'o', data: { train: valFaces, val: valFaces } }, file), /'steps' is required/);
+  assert.throws(() => parseTrainConfig({ steps: 1, out: 'o', data: { train: valFaces, val: valFaces }, loss: { mse: 0 } }, file), /'loss' needs at least one positive weight/);
+});
+
+test('AdamW: one step against a hand computation (bias-corrected moments, decoupled decay, clipping)', () => {
+  const c: AdamWConfig = { lr: 0.1, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.5, clipNorm: 1, warmupSteps: 0, schedule: 'constant', totalSteps: 10, minLrRatio: 0 };
+  const params = new Map([['w', Float32Array.of(1, -2)]]);
+  const state = newAdamWState(params);
+  const { gradNorm } = adamWStep(c, state, params, new Map([['w', Float32Array.of(3, 4)]]));
+  assert.equal(gradNorm, 5);
+  // Clipped gradient (0.6, 0.8); after one step m/(1-b1) = g and v/(1-b2) = g^2, so the update is lr * sign(g).
+  const expected = [1 - 0.1 * 0.5 * 1 - 0.1 * (0.6 / (0.6 + 1e-8)), -2 - 0.1 * 0.5 * -2 - 0.1 * (0.8 / (0.8 + 1e-8))];
+  params.get('w')!.forEach((v, i) => assert.ok(Math.abs(v - expected[i]!) < 1e-6, `${v} vs ${expected[i]}`));
+  assert.equal(state.step, 1);
+});
+
+test('learning rate: linear warmup then cosine decay to the floor', () => {
+  const c: AdamWConfig = { lr: 1, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0, clipNorm: 0, warmupSteps: 4, schedule: 'cosine', totalSteps: 14, minLrRatio: 0.1 };
+  assert.deepEqual([0, 1, 2, 3].map((s) => learningRate(c, s)), [0.25, 0.5, 0.75, 1]);
+  assert.ok(Math.abs(learningRate(c, 9) - (0.1 + 0.9 * 0.5)) < 1e-12);
+  assert.ok(Math.abs(learningRate(c, 14) - 0.1) < 1e-12);
+});
+
+test('training resumes exactly: 2 steps + resume 2 steps give the same losses as 4 steps straight', async (t) => {
+  const root = tempDir(t, 'osdface-train-');
+  const quiet = { onLog: () => {} };
+  const straight = await train(tinyConfig(root, path.join(root, 'a')), quiet);
+  await train(tinyConfig(root, path.join(root, 'b')), { ...quiet, stopAt: 2 });
+  const resumed = await train(tinyConfig(root, path.join(root, 'b')), quiet);
+  const losses = (logs: { step: number; loss: number; gradNorm: number }[]) => logs.map((l) => [l.step, l.loss, l.gradNorm]);
+  assert.equal(straight.logs.length, 4);
+  assert.deepEqual(losses(resumed.logs), losses(straight.logs));
+  for (const f of ['loss.png', 'log.jsonl', 'checkpoints/latest.json', 'samples/step-0000004.png']) assert.ok(fs.existsSync(path.join(root, 'b', f)), f);
+  assert.equal(fs.readFileSync(path.join(root, 'b', 'log.jsonl'), 'utf8').trim().split('\n').length, 4);
+  // A different configuration refuses to resume from these checkpoints.
+  await assert.rejects(train(tinyConfig(root, path.join(root, 'b'), { seed: 4 }), quiet), /different configuration/);
+});
+
+test('a tiny model lowers its training loss on a few faces', async (t) => {
+  const root = tempDir(t, 'osdface-learn-');
+  const cfg = tinyConfig(root, path.join(root, 'run'), { steps: 30, evalEvery: 30, sampleEvery: 30, checkpointEvery: 30 });
+  cfg.data.augment = { flip: false, scale: 0, shift: 0, colorJitter: 0 };
+  const { logs } = await train(cfg, { onLog: () => {} });
+  const first = (logs[0]!.loss + logs[1]!.loss + logs[2]!.loss) / 3;
+  const last = (logs[27]!.loss + logs[28]!.loss + logs[29]!.loss) / 3;
+  assert.ok(last < 0.6 * first, `loss ${first} -> ${last}`);
+});
