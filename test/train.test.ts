@@ -91,3 +91,15 @@ test('a tiny model lowers its training loss on a few faces', async (t) => {
   const last = (logs[27]!.loss + logs[28]!.loss + logs[29]!.loss) / 3;
   assert.ok(last < 0.6 * first, `loss ${first} -> ${last}`);
 });
+
+test('GAN guidance: the discriminator trains in alternation and resumes exactly with its own optimizer state', async (t) => {
+  const root = tempDir(t, 'osdface-gan-');
+  const quiet = { onLog: () => {} };
+  const gan = { loss: { mse: 1, l1: 0.5, gan: 0.1 }, steps: 3 };
+  const straight = await train(tinyConfig(root, path.join(root, 'a'), gan), quiet);
+  await train(tinyConfig(root, path.join(root, 'b'), gan), { ...quiet, stopAt: 2 });
+  const resumed = await train(tinyConfig(root, path.join(root, 'b'), gan), quiet);
+  const d = straight.logs.map((l) => l.discriminatorLoss!);
+  assert.ok(d.every(Number.isFinite) && new Set(d).size === 3, `discriminator losses ${d}`);
+  assert.deepEqual(resumed.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]), straight.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]));
+});

@@ -27,6 +27,7 @@ import { FaceDataset, type Batch } from './data.js';
 import { initParam } from './init.js';
 import { adamWStep, newAdamWState, type AdamWState } from './optim.js';
 import { lossCurvePng, sampleSheetPng } from './plot.js';
+import { GanCritic } from './discriminator.js';
 
 export interface StepLog {
   step: number;
@@ -34,6 +35,9 @@ export interface StepLog {
   lr: number;
   gradNorm: number;
   imagesPerSecond: number;
+  /** With GAN guidance: the hinge discriminator loss and the generator's adversarial term. */
+  discriminatorLoss?: number;
+  adversarial?: number;
   val?: { loss: number; psnr: number; inputPsnr: number };
 }
 
@@ -59,6 +63,11 @@ export class Trainer {
   readonly vae: AutoencoderKL;
   readonly vre: VQVAEEncoder;
   readonly ec: TwoLayerConv1x1;
+  /** GAN guidance (loss.gan > 0): the discriminator, its parameters and optimizer, trained in alternation. */
+  private readonly critic?: GanCritic;
+  readonly dParams = new Map<string, Float32Array>();
+  private dOpt?: AdamWState;
+  private dSession?: OnnxSession;
   /** Trainable parameters (graph keys), updated in place. */
   readonly params = new Map<string, Float32Array>();
   private readonly frozen = new Map<string, Float32Array>();
@@ -85,6 +94,11 @@ export class Trainer {
     for (const [k, v] of graph.params) (trainable(k) ? this.params : this.frozen).set(k, initParam(k, v.shape, cfg.seed));
     for (const [k, shape] of this.vre.namedParameters()) this.frozen.set(`vre.${k}`, initParam(k, shape, cfg.seed));
     this.opt = newAdamWState(this.params);
+    if (cfg.loss.gan > 0) {
+      this.critic = new GanCritic();
+      for (const [k, shape] of this.critic.namedParameters()) this.dParams.set(k, initParam(k, shape, cfg.seed));
+      this.dOpt = newAdamWState(this.dParams);
+    }
   }
 
   get step(): number {
@@ -133,13 +147,35 @@ export class Trainer {
     // Pixel losses in [-1, 1] units (x2 of the [0, 1] difference), as the reference trains.
     if (this.cfg.loss.mse > 0) terms.push(op.mul(op.reduceMean(op.mul(diff, diff), all, false), 4 * this.cfg.loss.mse));
     if (this.cfg.loss.l1 > 0) terms.push(op.mul(op.reduceMean(op.abs(diff), all, false), 2 * this.cfg.loss.l1));
+    if (this.critic) {
+      // Hinge generator loss: raise the discriminator's score of the restored image.
+      const logits = this.critic.discriminator.forward(g, op.sub(op.mul(out, 2), 1));
+      const adv = op.neg(op.reduceMean(logits, logits.shape.map((_, i) => i), false));
+      g.output(adv, 'adversarial');
+      terms.push(op.mul(adv, this.cfg.loss.gan));
+    }
     const loss = terms.reduce((s, v) => op.add(s, v));
     g.output(loss, 'loss');
     g.output(out, 'out');
     if (withGradients) {
-      const keys = [...g.params.keys()].filter((k) => this.params.has(k) || !this.frozen.has(k));
+      const keys = [...g.params.keys()].filter((k) => (this.params.has(k) || !this.frozen.has(k)) && !this.dParams.has(k));
       gradients(g, loss, keys.map((k) => g.params.get(k)!)).forEach((gv, i) => g.output(gv, `grad:${keys[i]}`));
     }
+    return g;
+  }
+
+  /** Hinge discriminator loss on real HQ and detached restored images, and its gradients. */
+  private discriminatorGraph(): Graph {
+    const { size, batch } = this.cfg.data;
+    const g = new Graph('discriminator_step');
+    const real = g.input('real', 'float32', [batch, 3, size, size]);
+    const fake = g.input('fake', 'float32', [batch, 3, size, size]);
+    const d = this.critic!.discriminator;
+    const hinge = (logits: Value, sign: number) => op.reduceMean(op.relu(op.add(op.mul(logits, sign), 1)), logits.shape.map((_, i) => i), false);
+    const loss = op.add(hinge(d.forward(g, op.sub(op.mul(real, 2), 1)), -1), hinge(d.forward(g, op.sub(op.mul(fake, 2), 1)), 1));
+    g.output(loss, 'loss');
+    const keys = [...g.params.keys()];
+    gradients(g, loss, keys.map((k) => g.params.get(k)!)).forEach((gv, i) => g.output(gv, `grad:${keys[i]}`));
     return g;
   }
 
@@ -155,7 +191,8 @@ export class Trainer {
 
   async init(): Promise<void> {
     const runtime = { threads: this.cfg.threads };
-    const keys = new Set(this.params.keys());
+    const keys = new Set([...this.params.keys(), ...this.dParams.keys()]);
+    if (this.critic) this.dSession = await OnnxSession.create(emitOnnx(this.discriminatorGraph(), { weights: this.weights(), paramInputs: new Set(this.dParams.keys()) }), runtime);
     this.trainSession = await OnnxSession.create(emitOnnx(this.buildGraph(true), { weights: this.weights(), paramInputs: keys }), runtime);
     this.evalSession = await OnnxSession.create(emitOnnx(this.buildGraph(false), { weights: this.weights(), paramInputs: keys }), runtime);
     this.vreSession = await OnnxSession.create(emitOnnx(vreGraph(this.vre), { weights: this.weights('vre.') }), runtime);
@@ -175,7 +212,12 @@ export class Trainer {
     const feeds: Record<string, Tensor> = {};
     const graphParams = new Map(this.buildShapes());
     for (const [k, v] of this.params) feeds[k] = floatTensor(graphParams.get(k)!, v);
+    for (const [k, v] of this.dParams) feeds[k] = floatTensor(graphParams.get(k)!, v);
     return feeds;
+  }
+
+  private dShape(k: string): number[] {
+    return this.critic!.namedParameters().find(([n]) => n === k)![1];
   }
 
   private shapes?: [string, number[]][];
@@ -196,7 +238,16 @@ export class Trainer {
     for (const k of this.params.keys()) grads.set(k, out[`grad:${k}`]!.data as Float32Array);
     const { lr, gradNorm } = adamWStep(this.cfg.optim, this.opt, this.params, grads);
     const loss = (out.loss!.data as Float32Array)[0]!;
-    const log: StepLog = { step: this.opt.step, loss, lr, gradNorm, imagesPerSecond: this.cfg.data.batch / ((performance.now() - t0) / 1000) };
+    const log: StepLog = { step: this.opt.step, loss, lr, gradNorm, imagesPerSecond: 0 };
+    if (this.dSession) {
+      // The alternating discriminator step on this batch's real images and the generator's outputs.
+      const d = await this.dSession.run({ real: batch.hq, fake: out.out!, ...Object.fromEntries([...this.dParams].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
+      const dGrads = new Map([...this.dParams.keys()].map((k) => [k, d[`grad:${k}`]!.data as Float32Array]));
+      adamWStep(this.cfg.optim, this.dOpt!, this.dParams, dGrads);
+      log.discriminatorLoss = (d.loss!.data as Float32Array)[0]!;
+      log.adversarial = (out.adversarial!.data as Float32Array)[0]!;
+    }
+    log.imagesPerSecond = this.cfg.data.batch / ((performance.now() - t0) / 1000);
     this.logs.push(log);
     return log;
   }
@@ -240,6 +291,12 @@ export class Trainer {
       tensors.set(`adam_m/${k}`, floatTensor(shape, this.opt.m.get(k)!));
       tensors.set(`adam_v/${k}`, floatTensor(shape, this.opt.v.get(k)!));
     }
+    for (const [k, v] of this.dParams) {
+      const shape = this.dShape(k);
+      tensors.set(`param/${k}`, floatTensor(shape, v));
+      tensors.set(`adam_m/${k}`, floatTensor(shape, this.dOpt!.m.get(k)!));
+      tensors.set(`adam_v/${k}`, floatTensor(shape, this.dOpt!.v.get(k)!));
+    }
     writeSafetensors(path.join(dir, name), tensors, { step: String(this.opt.step), config: this.configHash });
     writeAtomic(path.join(dir, 'latest.json'), JSON.stringify({ step: this.opt.step, file: name, config: this.configHash }));
     for (const f of fs.readdirSync(dir)) {
@@ -263,14 +320,20 @@ export class Trainer {
         this.opt.m.get(k)!.set(f.read(`adam_m/${k}`).data as Float32Array);
         this.opt.v.get(k)!.set(f.read(`adam_v/${k}`).data as Float32Array);
       }
+      for (const k of this.dParams.keys()) {
+        this.dParams.get(k)!.set(f.read(`param/${k}`).data as Float32Array);
+        this.dOpt!.m.get(k)!.set(f.read(`adam_m/${k}`).data as Float32Array);
+        this.dOpt!.v.get(k)!.set(f.read(`adam_v/${k}`).data as Float32Array);
+      }
     } finally {
       f.close();
     }
     this.opt.step = meta.step;
+    if (this.dOpt) this.dOpt.step = meta.step;
     return meta.step;
   }
 
   async dispose(): Promise<void> {
-    for (const s of [this.trainSession, this.evalSession, this.vreSession]) await s?.release();
+    for (const s of [this.trainSession, this.evalSession, this.vreSession, this.dSession]) await s?.release();
   }
 }
