@@ -19,6 +19,22 @@ function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
 
 interface Options { lo?: number; hi?: number; params?: Record<string, number[]> }
 
+/** Compares `analytic` with central differences (h = 1e-2) of the session's `loss` in every element of `x`. */
+async function compareWithFiniteDifferences(s: OnnxSession, feeds: Record<string, FloatTensor>, x: FloatTensor, analytic: Float32Array, label: string): Promise<void> {
+  const h = 1e-2;
+  const loss = async () => ((await s.run(feeds)).loss!.data as Float32Array)[0]!;
+  for (let j = 0; j < x.data.length; j++) {
+    const orig = x.data[j]!;
+    x.data[j] = orig + h;
+    const up = await loss();
+    x.data[j] = orig - h;
+    const down = await loss();
+    x.data[j] = orig;
+    const numeric = (up - down) / (2 * h);
+    assert.ok(Math.abs(numeric - analytic[j]!) <= 2e-2 * Math.max(1, Math.abs(numeric)), `${label} element ${j}: autodiff ${analytic[j]} vs finite difference ${numeric}`);
+  }
+}
+
 /**
  * Checks d(sum(f(x) * R))/dx from `gradients` against central finite differences (float32, h = 1e-2)
  * at every coordinate of small inputs (and parameters).
@@ -41,21 +57,8 @@ async function checkGrad(shapes: number[][], build: (g: Graph, xs: Value[]) => V
   xs.forEach((x, i) => { feeds[x.name] = floatTensor(x.shape, rand(numel(x.shape), i + 1, o.lo, o.hi)); });
   feeds['r'] = floatTensor(y.shape, rand(numel(y.shape), 99));
   const out = await s.run(feeds);
-  const h = 1e-2;
   for (let i = 0; i < xs.length; i++) {
-    const x = feeds[xs[i]!.name]!;
-    const analytic = out[`g${i}`]!.data as Float32Array;
-    for (let j = 0; j < x.data.length; j++) {
-      const orig = x.data[j]!;
-      x.data[j] = orig + h;
-      const up = ((await s.run(feeds)).loss!.data as Float32Array)[0]!;
-      x.data[j] = orig - h;
-      const down = ((await s.run(feeds)).loss!.data as Float32Array)[0]!;
-      x.data[j] = orig;
-      const numeric = (up - down) / (2 * h);
-      assert.ok(Math.abs(numeric - analytic[j]!) <= 2e-2 * Math.max(1, Math.abs(numeric)),
-        `input ${i} element ${j}: autodiff ${analytic[j]} vs finite difference ${numeric}`);
-    }
+    await compareWithFiniteDifferences(s, feeds, feeds[xs[i]!.name]!, out[`g${i}`]!.data as Float32Array, `input ${i}`);
   }
   // Parameter gradients: compare through the graph's own forward with the parameter fed as an input.
   for (let p = 0; p < params.length; p++) {
@@ -65,27 +68,14 @@ async function checkGrad(shapes: number[][], build: (g: Graph, xs: Value[]) => V
     g2.fusedAttention = false;
     const xs2 = shapes.map((sh, i) => g2.input(`x${i}`, 'float32', sh));
     const pin = g2.input('p', 'float32', param.shape);
-    const others = params.filter((q) => q !== param).map((q) => [q.name, q] as const);
     const y2 = build(new Proxy(g2, {
       get: (t, k) => (k === 'param' ? (key: string, shape: number[]) => (key === param.name ? pin : t.param(key, shape)) : Reflect.get(t, k)),
     }), xs2);
-    void others;
     const r2 = g2.input('r', 'float32', y2.shape);
     g2.output(op.reduceSum(op.mul(y2, r2), y2.shape.map((_, i) => i), false), 'loss');
     const s2 = await OnnxSession.create(emitOnnx(g2, { weights: { read: (k) => paramData[k]! } }));
     const pdata = floatTensor(param.shape, Float32Array.from(paramData[param.name]!));
-    const f2 = { ...feeds, p: pdata };
-    for (let j = 0; j < pdata.data.length; j++) {
-      const orig = pdata.data[j]!;
-      pdata.data[j] = orig + h;
-      const up = ((await s2.run(f2)).loss!.data as Float32Array)[0]!;
-      pdata.data[j] = orig - h;
-      const down = ((await s2.run(f2)).loss!.data as Float32Array)[0]!;
-      pdata.data[j] = orig;
-      const numeric = (up - down) / (2 * h);
-      assert.ok(Math.abs(numeric - analytic[j]!) <= 2e-2 * Math.max(1, Math.abs(numeric)),
-        `parameter ${param.name} element ${j}: autodiff ${analytic[j]} vs finite difference ${numeric}`);
-    }
+    await compareWithFiniteDifferences(s2, { ...feeds, p: pdata }, pdata, analytic, `parameter ${param.name}`);
     await s2.release();
   }
   await s.release();

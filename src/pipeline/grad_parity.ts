@@ -120,52 +120,30 @@ export async function runGradParity(dir: string, io: SafetensorsFile, runtime: R
       rows.push(...(await runCase(c, grad, runtime)));
     }
 
-    const paramGrads = (c: GradCase, prefix: string) => {
-      const keys = grad.keys().filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
-      return keys;
-    };
-
-    if (has('grad.vae.loss')) {
-      const g = newGraph('vae_decoder_grad');
-      const z = g.input('latent', 'float32', io.info('vae.latent').shape);
-      const cot = g.input('cotangent', 'float32', grad.info('grad.vae.cotangent').shape);
-      const loss = sumAll(op.mul(cot, vae.decode(g, z)));
-      const c: GradCase = { graph: g, weights: release.vae.weights, expected: new Map(), feeds: { latent: ioF('vae.latent'), cotangent: gF('grad.vae.cotangent') } };
-      const keys = paramGrads(c, 'grad.vae.param.');
-      const grads = gradients(g, loss, [z, ...keys.map((k) => g.params.get(k)!)]);
-      expect(c, loss, 'grad.vae.loss');
-      expect(c, grads[0]!, 'grad.vae.d_latent');
-      keys.forEach((k, i) => expect(c, grads[i + 1]!, `grad.vae.param.${k}`));
-      rows.push(...(await runCase(c, grad, runtime)));
-    }
-
-    if (has('grad.vae_enc.loss')) {
-      const g = newGraph('vae_encoder_grad');
-      const x = g.input('image', 'float32', io.info('vae.image').shape);
-      const cot = g.input('cotangent', 'float32', grad.info('grad.vae_enc.cotangent').shape);
-      const loss = sumAll(op.mul(cot, vae.encode(g, x).mean));
-      const c: GradCase = { graph: g, weights: release.vae.weights, expected: new Map(), feeds: { image: ioF('vae.image'), cotangent: gF('grad.vae_enc.cotangent') } };
-      const keys = paramGrads(c, 'grad.vae_enc.param.');
+    /**
+     * L = sum(cotangent * forward(input)): gradients with respect to the input and to every parameter
+     * the fixture lists under `<prefix>.param.` (or the given keys).
+     */
+    const cotangentCase = async (prefix: string, ioInput: string, inputName: string, dName: string, weights: WeightSource,
+      forward: (g: Graph, x: Value) => Value, paramKeys?: string[]) => {
+      if (!has(`${prefix}.loss`)) return;
+      const g = newGraph(`${prefix}_grad`);
+      const x = g.input(inputName, 'float32', io.info(ioInput).shape);
+      const cot = g.input('cotangent', 'float32', grad.info(`${prefix}.cotangent`).shape);
+      const loss = sumAll(op.mul(cot, forward(g, x)));
+      const listed = `${prefix}.param.`;
+      const keys = paramKeys ?? grad.keys().filter((k) => k.startsWith(listed)).map((k) => k.slice(listed.length));
       const grads = gradients(g, loss, [x, ...keys.map((k) => g.params.get(k)!)]);
-      expect(c, loss, 'grad.vae_enc.loss');
-      expect(c, grads[0]!, 'grad.vae_enc.d_image');
-      keys.forEach((k, i) => expect(c, grads[i + 1]!, `grad.vae_enc.param.${k}`));
+      const c: GradCase = { graph: g, weights, expected: new Map(), feeds: { [inputName]: ioF(ioInput), cotangent: gF(`${prefix}.cotangent`) } };
+      expect(c, loss, `${prefix}.loss`);
+      expect(c, grads[0]!, `${prefix}.${dName}`);
+      keys.forEach((k, i) => expect(c, grads[i + 1]!, `${prefix}.param.${k}`));
       rows.push(...(await runCase(c, grad, runtime)));
-    }
-
-    if (has('grad.embedding_change.loss')) {
-      const g = newGraph('embedding_change_grad');
-      const tokens = g.input('tokens', 'float32', io.info('vre.tokens').shape);
-      const cot = g.input('cotangent', 'float32', grad.info('grad.embedding_change.cotangent').shape);
-      const loss = sumAll(op.mul(cot, ec.forward(g, tokens)));
-      const keys = ['conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias'];
-      const grads = gradients(g, loss, [tokens, ...keys.map((k) => g.params.get(k)!)]);
-      const c: GradCase = { graph: g, weights: release.embeddingChange.weights, expected: new Map(), feeds: { tokens: ioF('vre.tokens'), cotangent: gF('grad.embedding_change.cotangent') } };
-      expect(c, loss, 'grad.embedding_change.loss');
-      expect(c, grads[0]!, 'grad.embedding_change.d_tokens');
-      keys.forEach((k, i) => expect(c, grads[i + 1]!, `grad.embedding_change.param.${k}`));
-      rows.push(...(await runCase(c, grad, runtime)));
-    }
+    };
+    await cotangentCase('grad.vae', 'vae.latent', 'latent', 'd_latent', release.vae.weights, (g, z) => vae.decode(g, z));
+    await cotangentCase('grad.vae_enc', 'vae.image', 'image', 'd_image', release.vae.weights, (g, x) => vae.encode(g, x).mean);
+    await cotangentCase('grad.embedding_change', 'vre.tokens', 'tokens', 'd_tokens', release.embeddingChange.weights,
+      (g, t) => ec.forward(g, t), ['conv1.weight', 'conv1.bias', 'conv2.weight', 'conv2.bias']);
 
     if (has('grad.train.loss')) rows.push(...(await trainStep(release, lora, unetWeights, io, grad, runtime)));
   } finally {
