@@ -16,6 +16,7 @@ import {
 } from '../metrics/evaluate.js';
 import { loadNiqeParams, type NiqeParams } from '../metrics/niqe.js';
 import { writeReport } from '../metrics/report.js';
+import { LandmarkDistance } from '../metrics/lmd.js';
 
 export const EVAL_USAGE = `usage: osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
 
@@ -31,6 +32,9 @@ options:
                          psnr/ssim: on RGB, data range 255, no border cropped (crop_border 0);
                          identical images give psnr inf. _y: on BT.601 luma (MATLAB rgb2ycbcr).
                          niqe: no-reference, of the restored image (lower is better).
+                         lmd: mean distance (px) of the 68 face landmarks of face-api's net
+                         (shipped in its npm package) on restored vs ground truth, in the face
+                         box found on the ground truth (lower is better).
                          (${UNAVAILABLE_METRICS.join(', ')} need networks osdface does not bundle.)
   --y-channel            compute psnr and ssim on Y (same as asking for psnr_y, ssim_y)
   --niqe-params <file>   NIQE pristine parameters, BasicSR's niqe_pris_params.npz
@@ -59,6 +63,7 @@ export async function main(argv: string[]): Promise<number> {
   let lqDir: string | undefined;
   let metrics: MetricName[];
   let niqeParams: NiqeParams | undefined;
+  let landmarks: LandmarkDistance | undefined;
   let json: boolean;
   let reportFile: string | undefined;
   let pairing: ReturnType<typeof pairFolders>;
@@ -97,6 +102,13 @@ export async function main(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError(errorMessage(e));
     }
+    if (metrics.includes('lmd')) {
+      try {
+        landmarks = await LandmarkDistance.load();
+      } catch (e) {
+        throw new UsageError(`lmd: cannot load the face landmark model: ${errorMessage(e)}`);
+      }
+    }
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     process.stderr.write(`eval: ${e.message}\n\n${EVAL_USAGE}`);
@@ -104,13 +116,19 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   if (pairing.pairs.length === 0) process.stderr.write(`eval: no image pairs between ${predDir} and ${gtDir}\n`);
-  const result = await evaluatePairs(pairing, {
-    metrics,
-    ...(niqeParams ? { niqeParams } : {}),
-    onImage: (r, i, n) => {
-      if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K[${i + 1}/${n}] ${r.name}${i + 1 === n ? '\n' : ''}`);
-    },
-  });
+  let result: Awaited<ReturnType<typeof evaluatePairs>>;
+  try {
+    result = await evaluatePairs(pairing, {
+      metrics,
+      ...(niqeParams ? { niqeParams } : {}),
+      ...(landmarks ? { landmarks } : {}),
+      onImage: (r, i, n) => {
+        if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K[${i + 1}/${n}] ${r.name}${i + 1 === n ? '\n' : ''}`);
+      },
+    });
+  } finally {
+    await landmarks?.dispose();
+  }
   if (json) process.stdout.write(JSON.stringify(toJson(result), null, 2) + '\n');
   else process.stdout.write(formatTable(result));
   if (json) {

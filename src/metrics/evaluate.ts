@@ -10,10 +10,11 @@ import { baseName, errorMessage, listImages } from '../degrade/args.js';
 import { psnr, ssim } from './psnr_ssim.js';
 import { niqe, type NiqeParams } from './niqe.js';
 import { METRIC_REQUIREMENTS, type UnavailableMetric } from './unavailable.js';
+import type { LandmarkDistance } from './lmd.js';
 
-export type MetricName = 'psnr' | 'ssim' | 'psnr_y' | 'ssim_y' | 'niqe';
-export const METRIC_NAMES: readonly MetricName[] = ['psnr', 'ssim', 'psnr_y', 'ssim_y', 'niqe'];
-export const UNAVAILABLE_METRICS: readonly UnavailableMetric[] = ['lpips', 'dists', 'fid', 'ids', 'lmd'];
+export type MetricName = 'psnr' | 'ssim' | 'psnr_y' | 'ssim_y' | 'niqe' | 'lmd';
+export const METRIC_NAMES: readonly MetricName[] = ['psnr', 'ssim', 'psnr_y', 'ssim_y', 'niqe', 'lmd'];
+export const UNAVAILABLE_METRICS: readonly UnavailableMetric[] = ['lpips', 'dists', 'fid', 'ids'];
 /** Metrics where higher is better (the others: lower is better). */
 export const HIGHER_IS_BETTER: ReadonlySet<MetricName> = new Set(['psnr', 'ssim', 'psnr_y', 'ssim_y']);
 
@@ -128,6 +129,8 @@ export interface EvaluateOptions {
   metrics: readonly MetricName[];
   /** Needed when metrics include niqe. */
   niqeParams?: NiqeParams;
+  /** Needed when metrics include lmd. */
+  landmarks?: LandmarkDistance;
   /** Called after each image (progress). */
   onImage?: (r: ImageResult, index: number, total: number) => void;
 }
@@ -156,6 +159,7 @@ async function readRgb(file: string): Promise<RgbImage> {
 export async function evaluatePairs(pairing: Pairing, opts: EvaluateOptions): Promise<EvaluationResult> {
   const metrics = [...opts.metrics];
   if (metrics.includes('niqe') && !opts.niqeParams) throw new Error('niqe needs the pristine parameters (niqeParams)');
+  if (metrics.includes('lmd') && !opts.landmarks) throw new Error('lmd needs the landmark model (landmarks: await LandmarkDistance.load())');
   const images: ImageResult[] = [];
   let index = 0;
   for (const pair of pairing.pairs) {
@@ -186,6 +190,10 @@ export async function evaluatePairs(pairing: Pairing, opts: EvaluateOptions): Pr
           continue;
         }
         if (!sameSize) continue;
+        if (m === 'lmd') {
+          r.values.lmd = (await opts.landmarks!.measure(pred!, gt!)).lmd;
+          continue;
+        }
         const y = m.endsWith('_y');
         r.values[m] = m.startsWith('psnr') ? psnr(pred!, gt!, { yChannel: y }) : ssim(pred!, gt!, { yChannel: y });
       } catch (e) {
@@ -204,11 +212,11 @@ export async function evaluatePairs(pairing: Pairing, opts: EvaluateOptions): Pr
   return { metrics, mean, count, images, problems: pairing.problems };
 }
 
-/** Formats a metric value for tables: PSNR 2 decimals (inf when infinite), SSIM 4, NIQE 3. */
+/** Formats a metric value for tables: PSNR 2 decimals (inf when infinite), SSIM 4, NIQE 3, LMD 2. */
 export function formatValue(m: MetricName, v: number | undefined): string {
   if (v === undefined || Number.isNaN(v)) return '-';
   if (v === Infinity) return 'inf';
-  return v.toFixed(m.startsWith('psnr') ? 2 : m.startsWith('ssim') ? 4 : 3);
+  return v.toFixed(m.startsWith('psnr') || m === 'lmd' ? 2 : m.startsWith('ssim') ? 4 : 3);
 }
 
 /** JSON-safe copy of a value: +Infinity becomes the string "inf" (JSON has no infinity). */
@@ -231,7 +239,7 @@ export function toJson(r: EvaluationResult): object {
       ...(i.errors.length > 0 ? { errors: i.errors } : {}),
     })),
     problems: r.problems,
-    settings: { metrics: r.metrics, data_range: 255, crop_border: 0, y_channel: 'BT.601 (MATLAB rgb2ycbcr), for psnr_y / ssim_y / niqe', psnr_identical: 'inf' },
+    settings: { metrics: r.metrics, data_range: 255, crop_border: 0, y_channel: 'BT.601 (MATLAB rgb2ycbcr), for psnr_y / ssim_y / niqe', lmd: 'mean distance of 68 face-api landmarks, px', psnr_identical: 'inf' },
   };
 }
 

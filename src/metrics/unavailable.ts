@@ -1,6 +1,7 @@
 /**
  * Metrics that need networks this package does not ship: LPIPS, DISTS, FID (backbone weights the
- * user must supply) and identity similarity / LMD (a face recognition and a landmark model).
+ * user must supply) and identity similarity (a face recognition model). (LMD is computed, with the
+ * landmark net the package ships: ./lmd.ts.)
  *
  * None of them is computed in this version. Each entry point throws MetricUnavailableError with a
  * message that says which weight files the metric needs and where the standard ones come from:
@@ -13,7 +14,7 @@
 import fs from 'node:fs';
 import type { RgbImage } from '../image/io.js';
 
-export type UnavailableMetric = 'lpips' | 'dists' | 'fid' | 'ids' | 'lmd';
+export type UnavailableMetric = 'lpips' | 'dists' | 'fid' | 'ids';
 
 export class MetricUnavailableError extends Error {
   constructor(readonly metric: UnavailableMetric, readonly needs: 'weights' | 'implementation', message: string) {
@@ -37,8 +38,6 @@ export const METRIC_REQUIREMENTS: Readonly<Record<UnavailableMetric, string>> = 
   ids:
     'identity similarity (IDS / Deg) needs a face recognition network; papers use ArcFace (e.g. the ResNet-18 ' +
     'arcface_resnet18.pth that GFPGAN and CodeFormer evaluate with)',
-  lmd:
-    'LMD needs a facial landmark detector; papers use the 68-point detector of face_alignment (FAN) or dlib',
 };
 
 /**
@@ -83,9 +82,4 @@ export function fid(_pred: readonly RgbImage[], _reference: readonly RgbImage[],
 /** Identity similarity (cosine of face embeddings). Needs a recognition model; see METRIC_REQUIREMENTS. */
 export function identitySimilarity(_pred: RgbImage, _gt: RgbImage, opts: WeightFiles = {}): number {
   return unavailable('ids', opts.weights);
-}
-
-/** Mean landmark distance in pixels. Needs a landmark model; see METRIC_REQUIREMENTS. */
-export function landmarkDistance(_pred: RgbImage, _gt: RgbImage, opts: WeightFiles = {}): number {
-  return unavailable('lmd', opts.weights);
 }
