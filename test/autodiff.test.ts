@@ -105,6 +105,15 @@ const cases: [string, number[][], (g: Graph, xs: Value[]) => Value, Options?][] 
   }],
   ['ReduceMean, ReduceSum (keepdims or not), Expand', [[2, 3, 4]], (_, [x]) => op.add(op.reduceMean(x!, [1], true), op.mul(op.expand(op.reduceSum(x!, [2], true), op.int64(x!.graph, [2, 3, 4])), op.unsqueeze(op.reduceSum(x!, [0], false), [0])))],
   ['Resize nearest x2 (by scale and to a size)', [[1, 2, 2, 3], [1, 1, 4, 6]], (_, [x, y]) => op.add(op.resize2d(x!, { scale: 2 }, { mode: 'nearest' }), op.mul(op.resize2d(x!, op.slice(op.shapeOf(y!), 0, 2, 4), { mode: 'nearest' }), y!))],
+  // Inputs spread over [-5, 5] so that h = 1e-2 never changes which element of a window is the maximum.
+  ['MaxPool 3x3 stride 2 (overlapping windows, odd leftover column)', [[2, 2, 7, 8]], (_, [x]) => op.maxPool2d(x!, 3, 2), { lo: -5, hi: 5 }],
+  // Several outputs of different sizes, flattened and concatenated, each element with its own weight in the loss.
+  ['AveragePool 2x2 stride 2 on an odd size, and 3x2 stride (2, 1) overlapping', [[1, 2, 5, 7]], (_, [x]) => op.concat([
+    op.reshape(op.avgPool2d(x!, 2, 2), [0, 0, -1]), op.reshape(op.avgPool2d(x!, [3, 2], [2, 1]), [0, 0, -1])], 2)],
+  ['Resize linear: asymmetric down, pytorch_half_pixel and align_corners up', [[1, 2, 5, 7]], (_, [x]) => op.concat([
+    op.reshape(op.resize2dLinear(x!, [3, 4], 'asymmetric'), [0, 0, -1]),
+    op.reshape(op.resize2d(x!, [8, 11], { mode: 'linear', alignCorners: false }), [0, 0, -1]),
+    op.reshape(op.resize2d(x!, [9, 6], { mode: 'linear', alignCorners: true }), [0, 0, -1])], 2)],
 ];
 
 for (const [name, shapes, build, o] of cases) {

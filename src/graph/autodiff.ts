@@ -98,6 +98,142 @@ function reduceRule(mean: boolean): Rule {
   };
 }
 
+/**
+ * Elements start, start + stride, ..., start + stride * (count - 1) along axis 2 or 3 of an NCHW
+ * tensor, from Pad / Slice / Reshape (step-1 slices only, so every piece has a gradient rule).
+ */
+function stridedView(x: Value, axis: 2 | 3, start: number, count: number, stride: number): Value {
+  const need = start + stride * count - x.shape[axis]!;
+  const pads = [0, 0, 0, 0, 0, 0, 0, 0];
+  pads[4 + axis] = Math.max(0, need);
+  const padded = need > 0 ? op.pad(x, pads) : x;
+  const window = op.slice(padded, axis, start, start + stride * count);
+  const split = op.reshape(window, axis === 2 ? [0, 0, count, stride, -1] : [0, 0, 0, count, stride]);
+  return op.reshape(op.slice(split, axis + 1, 0, 1), [0, 0, 0, -1]);
+}
+
+/** The transpose of stridedView: puts `g` at those positions of a zero tensor of `size` along `axis`. */
+function stridedScatter(g: Value, axis: 2 | 3, start: number, size: number, stride: number): Value {
+  const count = g.shape[axis]!;
+  let spread = g;
+  if (stride > 1) {
+    const pads = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    pads[5 + axis + 1] = stride - 1;
+    const cells = op.pad(op.reshape(g, axis === 2 ? [0, 0, 0, 1, -1] : [0, 0, 0, 0, 1]), pads);
+    spread = op.reshape(cells, axis === 2 ? [0, 0, count * stride, -1] : [0, 0, 0, -1]);
+  }
+  const end = start + stride * count;
+  const pads = [0, 0, 0, 0, 0, 0, 0, 0];
+  pads[axis] = start;
+  pads[4 + axis] = Math.max(0, size - end);
+  const placed = start > 0 || size > end ? op.pad(spread, pads) : spread;
+  return end > size ? op.slice(placed, axis, 0, size) : placed;
+}
+
+/** Kernel and strides of a MaxPool / AveragePool node, refusing the forms the rules below do not cover. */
+function poolGeometry(n: Node): { kernel: number[]; strides: number[] } {
+  const graph = n.outputs[0]!.graph;
+  const x = n.inputs[0]!;
+  const kernel = attrInts(n, 'kernel_shape') ?? [];
+  const autoPad = n.attrs['auto_pad'];
+  if (x.rank !== 4 || kernel.length !== 2) graph.fail(`${n.op} gradient: only 2-D pooling of NCHW tensors`);
+  if ((attrInts(n, 'pads') ?? []).some((p) => p !== 0) || (autoPad?.kind === 'string' && autoPad.value !== 'NOTSET' && autoPad.value !== 'VALID')) {
+    graph.fail(`${n.op} gradient: only unpadded ('valid') pooling`);
+  }
+  if ((attrInt(n, 'ceil_mode') ?? 0) !== 0) graph.fail(`${n.op} gradient: ceil_mode is not supported`);
+  if ((attrInts(n, 'dilations') ?? []).some((d) => d !== 1)) graph.fail(`${n.op} gradient: dilated pooling is not supported`);
+  return { kernel, strides: attrInts(n, 'strides') ?? [1, 1] };
+}
+
+/**
+ * MaxPool: the pool is the maximum over the kh * kw shifted strided views of the input (one per
+ * window offset), so the gradient of each output goes to the view that holds the maximum, scattered
+ * back with the transpose of that view; overlapping windows add up. Ties: the first offset in
+ * row-major window order that equals the maximum takes the whole gradient (as ONNX Runtime's
+ * MaxPool indices and PyTorch's max_pool2d backward do), so nothing is counted twice.
+ */
+function maxPoolRule(n: Node, [g]: (Value | undefined)[]): (Value | undefined)[] {
+  const { kernel: [kh, kw], strides: [sh, sw] } = poolGeometry(n);
+  const x = n.inputs[0]!;
+  const y = n.outputs[0]!;
+  const [ho, wo] = [y.shape[2]!, y.shape[3]!];
+  let unclaimed: Value | undefined;
+  let gx: Value | undefined;
+  for (let dy = 0; dy < kh!; dy++) {
+    for (let dx = 0; dx < kw!; dx++) {
+      const view = stridedView(stridedView(x, 2, dy, ho, sh!), 3, dx, wo, sw!);
+      // 1 where this offset holds the maximum (view - y is exactly 0 there, negative elsewhere).
+      const equal = op.sub(op.scalar(x.graph, 1), op.abs(op.sign(op.sub(view, y))));
+      const wins = unclaimed ? op.mul(equal, unclaimed) : equal;
+      if (dy !== kh! - 1 || dx !== kw! - 1) unclaimed = op.sub(unclaimed ?? op.scalar(x.graph, 1), wins);
+      const piece = stridedScatter(stridedScatter(op.mul(g!, wins), 3, dx, x.shape[3]!, sw!), 2, dy, x.shape[2]!, sh!);
+      gx = gx ? op.add(gx, piece) : piece;
+    }
+  }
+  return [gx];
+}
+
+/** AveragePool without padding: each output's gradient / (kh * kw) spread over its window (overlaps add up). */
+function averagePoolRule(n: Node, [g]: (Value | undefined)[]): (Value | undefined)[] {
+  const { kernel: [kh, kw], strides: [sh, sw] } = poolGeometry(n);
+  const x = n.inputs[0]!;
+  const share = op.div(g!, kh! * kw!);
+  let gx: Value | undefined;
+  for (let dy = 0; dy < kh!; dy++) {
+    for (let dx = 0; dx < kw!; dx++) {
+      const piece = stridedScatter(stridedScatter(share, 3, dx, x.shape[3]!, sw!), 2, dy, x.shape[2]!, sh!);
+      gx = gx ? op.add(gx, piece) : piece;
+    }
+  }
+  return [gx];
+}
+
+/**
+ * The (out x in) matrix of ONNX Runtime's linear Resize along one axis (no antialiasing):
+ * source coordinate from the coordinate mode, clamped to [0, in - 1], weights to its two
+ * neighbours.
+ */
+export function linearResizeMatrix(inSize: number, outSize: number, coordinates: string): Float32Array {
+  const m = new Float32Array(outSize * inSize);
+  const scale = outSize / inSize;
+  for (let o = 0; o < outSize; o++) {
+    let src: number;
+    switch (coordinates) {
+      case 'asymmetric': src = o / scale; break;
+      case 'half_pixel': src = (o + 0.5) / scale - 0.5; break;
+      case 'pytorch_half_pixel': src = outSize > 1 ? (o + 0.5) / scale - 0.5 : 0; break;
+      case 'align_corners': src = outSize === 1 ? 0 : (o * (inSize - 1)) / (outSize - 1); break;
+      default: throw new Error(`linear Resize gradient: coordinate_transformation_mode '${coordinates}' is not supported`);
+    }
+    src = Math.max(0, Math.min(src, inSize - 1));
+    const i0 = Math.min(Math.floor(src), inSize - 1);
+    const i1 = Math.min(i0 + 1, inSize - 1);
+    const w1 = src - i0;
+    m[o * inSize + i0]! += 1 - w1;
+    m[o * inSize + i1]! += w1;
+  }
+  return m;
+}
+
+/** Linear Resize of the last two axes is Rh @ x @ Rw^T, so its gradient is Rh^T @ g @ Rw. */
+function linearResizeRule(n: Node, g: Value): Value {
+  const x = n.inputs[0]!;
+  const graph = x.graph;
+  const y = n.outputs[0]!;
+  const coord = n.attrs['coordinate_transformation_mode'];
+  const antialias = attrInt(n, 'antialias') ?? 0;
+  if (x.rank !== 4 || y.shape[0] !== x.shape[0] || y.shape[1] !== x.shape[1] || antialias !== 0) {
+    graph.fail('Resize gradient: linear mode only over the last two axes of NCHW, without antialiasing');
+  }
+  const mode = coord?.kind === 'string' ? coord.value : 'half_pixel';
+  const [h, w, ho, wo] = [x.shape[2]!, x.shape[3]!, y.shape[2]!, y.shape[3]!];
+  const rh = linearResizeMatrix(h, ho, mode);
+  const rhT = new Float32Array(h * ho);
+  for (let o = 0; o < ho; o++) for (let i = 0; i < h; i++) rhT[i * ho + o] = rh[o * h + i]!;
+  const rw = linearResizeMatrix(w, wo, mode);
+  return op.matmul(op.matmul(op.floatConst(graph, [h, ho], rhT, 'resize_rhT'), g), op.floatConst(graph, [wo, w], rw, 'resize_rw'));
+}
+
 const RULES: Record<string, Rule> = {
   Identity: (_, [g]) => [g],
   Add: (n, [g]) => [unbroadcast(g!, n.inputs[0]!.shape), unbroadcast(g!, n.inputs[1]!.shape)],
@@ -195,14 +331,17 @@ const RULES: Record<string, Rule> = {
   Resize: (n, [g]) => {
     const x = n.inputs[0]!;
     const mode = n.attrs['mode'];
+    if (mode?.kind === 'string' && mode.value === 'linear') return [linearResizeRule(n, g!)];
     const fh = g!.shape[2]! / x.shape[2]!;
     const fw = g!.shape[3]! / x.shape[3]!;
     if (mode?.kind !== 'string' || mode.value !== 'nearest' || !Number.isInteger(fh) || !Number.isInteger(fw)) {
-      x.graph.fail('Resize gradient: only nearest upsampling by an integer factor');
+      x.graph.fail('Resize gradient: nearest mode only for upsampling by an integer factor');
     }
     const blocks = op.reshape(g!, [0, 0, x.shape[2]!, fh, x.shape[3]!, fw]);
     return [op.reduceSum(blocks, [3, 5], false)];
   },
+  MaxPool: maxPoolRule,
+  AveragePool: averagePoolRule,
 };
 
 /** Ops whose outputs carry no gradient (shapes, integer paths). */

@@ -325,3 +325,38 @@ export function convTranspose(x: Value, w: Value, opts: { stride: number[]; pads
     kernel_shape: ints(w.shape.slice(2)), strides: ints(opts.stride), pads: ints(opts.pads), output_padding: ints(outputPadding),
   });
 }
+
+/** Where a linear Resize samples its input: ONNX's `coordinate_transformation_mode`. */
+export type ResizeCoordinates = 'asymmetric' | 'half_pixel' | 'pytorch_half_pixel' | 'align_corners';
+
+/**
+ * Bilinear resize of the last two dimensions of an NCHW tensor to a fixed [h, w], with an explicit
+ * coordinate mapping. 'asymmetric' (source = destination * in / out) is TensorFlow's
+ * `resizeBilinear` with alignCorners = halfPixelCenters = false; resize2d covers the others.
+ */
+export function resize2dLinear(x: Value, size: [number, number], coordinates: ResizeCoordinates): Value {
+  const g = x.graph;
+  if (x.rank !== 4) g.fail(`Resize: expected NCHW input, got ${shapeStr(x.shape)}`);
+  const sizes = concat([slice(shapeOf(x), 0, 0, 2), int64(g, size, 'hw')], 0);
+  return one(g, 'Resize', [x, null, null, sizes], x.dtype, [x.shape[0]!, x.shape[1]!, size[0], size[1]], {
+    mode: str('linear'), coordinate_transformation_mode: str(coordinates),
+  });
+}
+
+function pool2d(opType: 'MaxPool' | 'AveragePool', x: Value, kernel: number | [number, number], stride: number | [number, number]): Value {
+  const g = x.graph;
+  if (x.rank !== 4) g.fail(`${opType}: expected NCHW input, got ${shapeStr(x.shape)}`);
+  const k = typeof kernel === 'number' ? [kernel, kernel] : kernel;
+  const s = typeof stride === 'number' ? [stride, stride] : stride;
+  const spatial = [0, 1].map((i) => {
+    const out = Math.floor((x.shape[2 + i]! - k[i]!) / s[i]!) + 1;
+    if (out < 1) g.fail(`${opType}: spatial size ${x.shape[2 + i]} too small for kernel ${k[i]}`);
+    return out;
+  });
+  return one(g, opType, [x], x.dtype, [x.shape[0]!, x.shape[1]!, ...spatial], { kernel_shape: ints(k), strides: ints(s), pads: ints([0, 0, 0, 0]) });
+}
+
+/** 2-D max pooling without padding ('valid'): windows that do not fit at the end are dropped. */
+export const maxPool2d = (x: Value, kernel: number | [number, number], stride: number | [number, number]) => pool2d('MaxPool', x, kernel, stride);
+/** 2-D average pooling without padding ('valid'): windows that do not fit at the end are dropped. */
+export const avgPool2d = (x: Value, kernel: number | [number, number], stride: number | [number, number]) => pool2d('AveragePool', x, kernel, stride);
