@@ -1,5 +1,14 @@
 /** osdface: OSDFace one-step face restoration on ONNX Runtime. */
-export { OSDFace, type ModelDtype, type OSDFaceInput, type OSDFaceLoadOptions, type OSDFaceRestoreOptions, type RestoredImage } from './osdface.js';
+export {
+  OSDFace, type ModelDtype, type OSDFaceInput, type OSDFaceLoadOptions, type OSDFacePhotoOptions, type OSDFaceRestoreOptions,
+  type RestoredImage, type RestoredPhoto,
+} from './osdface.js';
 export { convertRelease, type ConvertOptions } from './pipeline/convert.js';
 export { ModelDirError, type Manifest } from './pipeline/manifest.js';
 export { ImageError, type ImageInput, type RawPixels, type RgbImage } from './image/io.js';
+export {
+  restorePhoto, type BackgroundUpsampler, type FaceStatus, type PhotoFace, type PhotoImage, type RestoreCrops,
+  type RestorePhotoOptions, type RestorePhotoResult,
+} from './photo/restore_photo.js';
+export { FaceDetector, type Box, type DetectedFace, type DetectOptions, type FaceDetectorOptions, type Landmarks5, type Point } from './face/detector.js';
+export { type Affine } from './face/align.js';

@@ -4,6 +4,7 @@
  *   const model = await OSDFace.load('models/osdface', { threads: 4 });
  *   const out = await model.restore('face.png');            // RgbImage at the input's size
  *   const outs = await model.restore(['a.png', 'b.png']);   // one pipeline call per square size
+ *   const photo = await model.restorePhoto('group.jpg');    // detect, align, restore, paste back
  *   await model.dispose();
  */
 import crypto from 'node:crypto';
@@ -14,6 +15,8 @@ import { loadModelDir } from './pipeline/model.js';
 import { readManifest, type Manifest } from './pipeline/manifest.js';
 import type { OSDFacePipeline } from './pipeline/pipeline.js';
 import { gaussianNoise } from './pipeline/random.js';
+import { FaceDetector } from './face/detector.js';
+import { restorePhoto, type PhotoFace, type PhotoImage, type RestorePhotoOptions } from './photo/restore_photo.js';
 import { floatTensor, type FloatTensor } from './tensor.js';
 
 export type ModelDtype = 'fp32' | 'int8';
@@ -52,6 +55,34 @@ export interface RestoredImage extends RgbImage {
   /** width*height alpha values, when the input had an alpha channel (not applied to `data`). */
   alpha?: Uint8Array;
   /** The noise seed this image used (sample path only). */
+  seed?: number;
+}
+
+/**
+ * Options of `restorePhoto`: which faces to restore, the output scale and background, and the
+ * network settings for the faces. The aligned crops are always at the model's process size.
+ */
+export interface OSDFacePhotoOptions extends Omit<RestorePhotoOptions, 'faceSize'> {
+  /** As in `restore`: 'mode' (default) or 'sample'. */
+  latent?: 'mode' | 'sample';
+  /**
+   * Noise seed for `latent: 'sample'`: the k-th restored face (in detection order) uses seed + k.
+   * Left out, a random seed is drawn (reported as the result's `seed`).
+   */
+  seed?: number;
+  /** Faces per network call (default 1; the pixels do not depend on it, the memory does). */
+  batch?: number;
+}
+
+/** A restored photo: the image (input size x upscale, alpha kept), every face found and what was done with it. */
+export interface RestoredPhoto {
+  /** 8-bit RGB, with the input's alpha channel (upscaled with it) as `alpha`, not applied to `data`. */
+  image: PhotoImage;
+  /** Every face found, best detection score first, with its `status` ('restored', 'too-small', ...). */
+  faces: PhotoFace[];
+  /** Remarks for people: no face found, faces left as they are and why. */
+  notices: string[];
+  /** The base noise seed (sample path only). */
   seed?: number;
 }
 
@@ -98,13 +129,15 @@ interface Item {
 }
 
 /**
- * A loaded OSDFace model. Restores aligned face crops; the network works on squares, so a
- * non-square image is padded to a square by repeating its edge pixels (centered), restored,
- * and cropped back to its own aspect ratio.
+ * A loaded OSDFace model. `restore` restores aligned face crops; the network works on squares, so
+ * a non-square image is padded to a square by repeating its edge pixels (centered), restored, and
+ * cropped back to its own aspect ratio. `restorePhoto` restores every face of a whole photo.
  */
 export class OSDFace {
   private disposed = false;
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** The face detector restorePhoto loads on first use (released by dispose). */
+  private detectorLoad: Promise<FaceDetector> | null = null;
 
   private constructor(
     private readonly pipeline: OSDFacePipeline,
@@ -112,6 +145,7 @@ export class OSDFace {
     readonly manifest: Manifest,
     /** The model directory, resolved. */
     readonly dir: string,
+    private readonly threads: number | undefined,
   ) {}
 
   /**
@@ -140,7 +174,7 @@ export class OSDFace {
       );
     }
     const { pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {});
-    return new OSDFace(pipeline, manifest, dir);
+    return new OSDFace(pipeline, manifest, dir, opts.threads);
   }
 
   /** Side of the square the network restores at (512 for the official weights). */
@@ -171,12 +205,72 @@ export class OSDFace {
     return list ? run : run.then((r) => r[0]!);
   }
 
+  /**
+   * Restores the faces of a whole photo: detects them (face-api SSD MobileNet V1 + 68-point
+   * landmarks, loaded on first use with the model's threads, or `opts.detector`), aligns each to
+   * the FFHQ 5-point template at the model's process size, restores the crops with this model
+   * (as `restore` does) and pastes them back with soft masks into the photo, upscaled by
+   * `opts.upscale` (1, 2 or 4; background 'lanczos' or 'none'). Pixels outside every face mask are
+   * the (upscaled) input's. The input's EXIF orientation is applied, grey is expanded to RGB, and
+   * its alpha channel comes back as `image.alpha`. A photo without a face comes back unchanged
+   * (or only upscaled) with a notice; faces with an eye distance under `minEyeDistance` (default
+   * 24 px), or left out by `onlyCenterFace` / `maxFaces`, are kept as they are and reported.
+   */
+  restorePhoto(image: OSDFaceInput, opts: OSDFacePhotoOptions = {}): Promise<RestoredPhoto> {
+    if (this.disposed) {
+      return Promise.reject(new Error(`OSDFace.restorePhoto: the model (${this.dir}) was disposed; load it again with OSDFace.load`));
+    }
+    const run = this.photo(image, opts);
+    this.inFlight.add(run);
+    const done = () => this.inFlight.delete(run);
+    run.then(done, done);
+    return run;
+  }
+
   /** Releases the ONNX Runtime sessions (after any restore still running); restore fails afterwards. */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
     await Promise.allSettled([...this.inFlight]);
-    await this.pipeline.dispose();
+    const detector = this.detectorLoad;
+    this.detectorLoad = null;
+    await Promise.all([
+      this.pipeline.dispose(),
+      detector?.then((d) => d.dispose(), () => undefined),
+    ]);
+  }
+
+  private async photo(input: OSDFaceInput, opts: OSDFacePhotoOptions): Promise<RestoredPhoto> {
+    const { latent = 'mode', seed, batch = 1, ...photoOpts } = opts;
+    if (latent !== 'mode' && latent !== 'sample') throw new RangeError(`OSDFace.restorePhoto: latent must be 'mode' or 'sample', got ${String(latent)}`);
+    if (!isPositiveInt(batch)) throw new RangeError(`OSDFace.restorePhoto: batch must be a positive integer, got ${String(batch)}`);
+    if ('faceSize' in opts) throw new RangeError("OSDFace.restorePhoto: faceSize is the model's process size and cannot be set");
+    if (latent === 'mode' && seed !== undefined) throw new RangeError("OSDFace.restorePhoto: seed is only used with latent: 'sample' (the 'mode' path has no noise)");
+    const base = latent === 'sample' ? (seed === undefined ? crypto.randomInt(0, SEED_LIMIT - 1) : checkSeed(seed, 'seed')) : undefined;
+    const image = await decode(input);
+    const restoreCrops = async (crops: RgbImage[]): Promise<RgbImage[]> => {
+      const out: RgbImage[] = [];
+      for (let i = 0; i < crops.length; i += batch) {
+        const chunk = crops.slice(i, i + batch);
+        const restored = await this.restoreList(chunk, base === undefined
+          ? { latent }
+          : { latent, seed: chunk.map((_, k) => (base + i + k) % SEED_LIMIT) });
+        out.push(...restored.map(({ data, width, height, channels }) => ({ data, width, height, channels })));
+      }
+      return out;
+    };
+    const detector = photoOpts.detector ?? (photoOpts.faces ? undefined : await this.detector());
+    const res = await restorePhoto(image, restoreCrops, { ...photoOpts, faceSize: this.processSize, ...(detector ? { detector } : {}) });
+    return base === undefined ? res : { ...res, seed: base };
+  }
+
+  private detector(): Promise<FaceDetector> {
+    if (!this.detectorLoad) {
+      this.detectorLoad = FaceDetector.load(this.threads !== undefined ? { threads: this.threads } : {});
+      // a failed load is not cached: the next call tries again
+      this.detectorLoad.catch(() => { this.detectorLoad = null; });
+    }
+    return this.detectorLoad;
   }
 
   private async restoreList(inputs: readonly OSDFaceInput[], opts: OSDFaceRestoreOptions): Promise<RestoredImage[]> {

@@ -4,6 +4,7 @@ export {
   type BackgroundUpsampler, type FaceStatus, type PasteOptions, type PhotoFace, type PhotoImage, type RestoreCrops,
   type RestorePhotoOptions, type RestorePhotoResult,
 } from './restore_photo.js';
+export { sideBySide } from './compare.js';
 export {
   defaultFaceModelDir, FaceDetector, fivePointsFrom68,
   type Box, type DetectedFace, type DetectOptions, type FaceDetectorOptions, type Landmarks5, type Point,
