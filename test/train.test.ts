@@ -103,3 +103,17 @@ test('GAN guidance: the discriminator trains in alternation and resumes exactly 
   assert.ok(d.every(Number.isFinite) && new Set(d).size === 3, `discriminator losses ${d}`);
   assert.deepEqual(resumed.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]), straight.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]));
 });
+
+test('the edge-aware DISTS term trains with user-supplied weight files; without them the config says what is needed', async (t) => {
+  const root = tempDir(t, 'osdface-perceptual-');
+  const { Dists } = await import('../src/train/dists.js');
+  const { initParam } = await import('../src/train/init.js');
+  const { writeSafetensors } = await import('../src/weights/safetensors.js');
+  const { floatTensor } = await import('../src/tensor.js');
+  const tensors = new Map(new Dists().namedParameters().map(([k, s]) => [k.replace(/^vgg\./, ''), floatTensor(s, k === 'alpha' || k === 'beta' ? new Float32Array(s[1]!).fill(0.5) : initParam(k, s, 2))]));
+  const weights = path.join(root, 'dists-and-vgg16.safetensors');
+  writeSafetensors(weights, tensors);
+  const { logs } = await train(tinyConfig(root, path.join(root, 'run'), { steps: 2, loss: { mse: 1, perceptual: 0.1, perceptualWeights: [weights] } }), { onLog: () => {} });
+  assert.ok(logs.length === 2 && logs.every((l) => Number.isFinite(l.loss)));
+  assert.throws(() => tinyConfig(root, path.join(root, 'run2'), { loss: { perceptual: 0.1 } }), /'loss\.perceptualWeights' is required when loss\.perceptual > 0: torchvision VGG16/);
+});

@@ -15,7 +15,8 @@ export interface TrainConfig {
   model: { unet: Record<string, unknown>; vae: Record<string, unknown>; vre: Record<string, unknown>; promptChannels: number; timestep: number };
   /** Which weights train: all of unet/vae/embedding_change, or LoRA adapters on the UNet. */
   trainable: { mode: 'full' | 'lora'; lora: { rank: number; alpha: number; targets: string[] } };
-  loss: { mse: number; l1: number; gan: number };
+  /** perceptual: OSDFace's edge-aware DISTS term, needing `perceptualWeights` (VGG16 + DISTS files). */
+  loss: { mse: number; l1: number; gan: number; perceptual: number; perceptualWeights: string[] };
   optim: AdamWConfig;
   steps: number;
   seed: number;
@@ -100,7 +101,11 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const targets = lora['targets'] ?? OSDFACE_LORA_TARGETS;
   if (!Array.isArray(targets) || targets.some((t) => typeof t !== 'string')) fail('trainable.lora.targets', 'must be a list of module name suffixes');
   const loss = obj(root['loss'], 'loss');
-  known(loss, 'loss', ['mse', 'l1', 'gan']);
+  known(loss, 'loss', ['mse', 'l1', 'gan', 'perceptual', 'perceptualWeights']);
+  const pw = loss['perceptualWeights'] ?? [];
+  if (!Array.isArray(pw) || pw.some((f) => typeof f !== 'string')) fail('loss.perceptualWeights', 'must be a list of weight file paths');
+  const perceptualWeights = (pw as string[]).map((f) => path.resolve(base, f));
+  for (const f of perceptualWeights) if (!fs.existsSync(f)) fail('loss.perceptualWeights', `file ${f} does not exist`);
   const optim = obj(root['optim'], 'optim');
   known(optim, 'optim', ['lr', 'betas', 'eps', 'weightDecay', 'clipNorm', 'warmupSteps', 'schedule', 'minLrRatio']);
   const betas = optim['betas'] ?? [0.9, 0.999];
@@ -131,7 +136,10 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
       mode: mode as 'full' | 'lora',
       lora: { rank: num(lora, 'rank', 'trainable.lora.rank', 4, 1, 1024, true), alpha: num(lora, 'alpha', 'trainable.lora.alpha', 4, 0), targets: targets as string[] },
     },
-    loss: { mse: num(loss, 'mse', 'loss.mse', 1, 0), l1: num(loss, 'l1', 'loss.l1', 0, 0), gan: num(loss, 'gan', 'loss.gan', 0, 0) },
+    loss: {
+      mse: num(loss, 'mse', 'loss.mse', 1, 0), l1: num(loss, 'l1', 'loss.l1', 0, 0), gan: num(loss, 'gan', 'loss.gan', 0, 0),
+      perceptual: num(loss, 'perceptual', 'loss.perceptual', 0, 0), perceptualWeights,
+    },
     optim: {
       lr: num(optim, 'lr', 'optim.lr', 1e-3, 0, 10), betas: betas as [number, number], eps: num(optim, 'eps', 'optim.eps', 1e-8, 0),
       weightDecay: num(optim, 'weightDecay', 'optim.weightDecay', 0.01, 0), clipNorm: num(optim, 'clipNorm', 'optim.clipNorm', 1, 0),
@@ -146,7 +154,10 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     sampleEvery: num(root, 'sampleEvery', 'sampleEvery', 50, 1, 1e9, true),
     evalEvery: num(root, 'evalEvery', 'evalEvery', 50, 1, 1e9, true),
   };
-  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan === 0) fail('loss', 'needs at least one positive weight');
+  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.perceptual === 0) fail('loss', 'needs at least one positive weight');
+  if (cfg.loss.perceptual > 0 && perceptualWeights.length === 0) {
+    fail('loss.perceptualWeights', 'is required when loss.perceptual > 0: torchvision VGG16 ImageNet weights and the DISTS alpha/beta weights (safetensors or zip-format .pth)');
+  }
   return cfg;
 }
 

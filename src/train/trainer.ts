@@ -28,6 +28,7 @@ import { initParam } from './init.js';
 import { adamWStep, newAdamWState, type AdamWState } from './optim.js';
 import { lossCurvePng, sampleSheetPng } from './plot.js';
 import { GanCritic } from './discriminator.js';
+import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
 
 export interface StepLog {
   step: number;
@@ -68,6 +69,8 @@ export class Trainer {
   readonly dParams = new Map<string, Float32Array>();
   private dOpt?: AdamWState;
   private dSession?: OnnxSession;
+  /** The edge-aware DISTS term (loss.perceptual > 0); its weights are frozen. */
+  private dists?: Dists;
   /** Trainable parameters (graph keys), updated in place. */
   readonly params = new Map<string, Float32Array>();
   private readonly frozen = new Map<string, Float32Array>();
@@ -89,9 +92,11 @@ export class Trainer {
       throw new Error(`config: model.promptChannels (${m.promptChannels}) must equal model.unet.cross_attention_dim (${this.unet.crossAttentionDim})`);
     }
     this.ec = new TwoLayerConv1x1(this.vre.quantize.embedDim, m.promptChannels);
+    if (cfg.loss.perceptual > 0) this.dists = new Dists();
     const graph = this.buildGraph(false);
     const trainable = (k: string) => (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
-    for (const [k, v] of graph.params) (trainable(k) ? this.params : this.frozen).set(k, initParam(k, v.shape, cfg.seed));
+    const distsKeys = new Set(this.dists?.namedParameters().map(([k]) => k));
+    for (const [k, v] of graph.params) if (!distsKeys.has(k)) (trainable(k) ? this.params : this.frozen).set(k, initParam(k, v.shape, cfg.seed));
     for (const [k, shape] of this.vre.namedParameters()) this.frozen.set(`vre.${k}`, initParam(k, shape, cfg.seed));
     this.opt = newAdamWState(this.params);
     if (cfg.loss.gan > 0) {
@@ -147,6 +152,11 @@ export class Trainer {
     // Pixel losses in [-1, 1] units (x2 of the [0, 1] difference), as the reference trains.
     if (this.cfg.loss.mse > 0) terms.push(op.mul(op.reduceMean(op.mul(diff, diff), all, false), 4 * this.cfg.loss.mse));
     if (this.cfg.loss.l1 > 0) terms.push(op.mul(op.reduceMean(op.abs(diff), all, false), 2 * this.cfg.loss.l1));
+    if (this.dists) {
+      const perceptual = edgeAwareDists(this.dists, g, out, hq);
+      g.output(perceptual, 'perceptual');
+      terms.push(op.mul(perceptual, this.cfg.loss.perceptual));
+    }
     if (this.critic) {
       // Hinge generator loss: raise the discriminator's score of the restored image.
       const logits = this.critic.discriminator.forward(g, op.sub(op.mul(out, 2), 1));
@@ -191,6 +201,7 @@ export class Trainer {
 
   async init(): Promise<void> {
     const runtime = { threads: this.cfg.threads };
+    if (this.dists) for (const [k, v] of await loadDistsWeights(this.cfg.loss.perceptualWeights)) this.frozen.set(k, v);
     const keys = new Set([...this.params.keys(), ...this.dParams.keys()]);
     if (this.critic) this.dSession = await OnnxSession.create(emitOnnx(this.discriminatorGraph(), { weights: this.weights(), paramInputs: new Set(this.dParams.keys()) }), runtime);
     this.trainSession = await OnnxSession.create(emitOnnx(this.buildGraph(true), { weights: this.weights(), paramInputs: keys }), runtime);
