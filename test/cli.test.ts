@@ -1,6 +1,7 @@
 /**
  * The osdface command end to end (spawned as `node dist/src/cli/main.js ...`), on a tiny model
- * converted from parity-a and face images copied from ../shared/data/real-lq at test time.
+ * converted from parity-a and face images copied from ../shared/data/real-lq at test time. The
+ * restores here are of aligned crops (--aligned); whole photos are in cli-photo.test.ts.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,7 +46,8 @@ function osdface(...args: string[]): SpawnSyncReturns<string> {
 
 interface Summary {
   model: string;
-  images: { input: string; output: string | null; status: 'ok' | 'failed' | 'skipped'; seconds?: number; error?: string; seed?: number }[];
+  mode: 'photo' | 'aligned';
+  images: { input: string; output: string | null; status: 'ok' | 'failed' | 'skipped'; seconds?: number; error?: string; seed?: number; faces?: number; notices?: string[] }[];
   ok: number;
   failed: number;
   skipped: number;
@@ -91,11 +93,12 @@ test('restore: no --model, or a folder without a manifest, says how to convert t
 
 test('restore a folder: outputs at the inputs\' sizes, alpha kept, the corrupt file reported, exit 1, JSON summary', { skip }, async () => {
   const out = path.join(work, 'out-folder');
-  const r = osdface('restore', faces, '-o', out, '--model', modelDir, '--json', '--threads', '2');
+  const r = osdface('restore', faces, '-o', out, '--model', modelDir, '--aligned', '--json', '--threads', '2');
   assert.equal(r.status, 1, r.stderr);
   const summary = JSON.parse(r.stdout) as Summary;
   assert.deepEqual([summary.ok, summary.failed, summary.skipped], [3, 1, 0]);
   assert.equal(summary.model, modelDir);
+  assert.equal(summary.mode, 'aligned');
   assert.deepEqual(summary.images.map((i) => [path.basename(i.input), i.status]), [
     ['broken.png', 'failed'], ...[...FACES].sort().map((f) => [f, 'ok']),
   ]);
@@ -104,6 +107,7 @@ test('restore a folder: outputs at the inputs\' sizes, alpha kept, the corrupt f
   assert.match(r.stderr, new RegExp(`failed +${path.join(faces, 'broken.png').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot read image`));
   for (const img of summary.images.filter((i) => i.status === 'ok')) {
     assert.ok(img.seconds! > 0);
+    assert.deepEqual([img.faces, img.notices], [1, []], 'an aligned crop is one face');
     assert.equal(path.dirname(img.output!), out);
     const src = await sharp(img.input).metadata();
     const dst = await sharp(img.output!).metadata();
@@ -119,10 +123,10 @@ test('restore --latent sample --seed: same bytes every run, and the same pixels 
   const file = path.join(faces, FACES[0]!);
   const a = path.join(work, 'seed-a');
   const b = path.join(work, 'seed-b');
-  const r1 = osdface('restore', file, '-o', a, '--model', modelDir, '--latent', 'sample', '--seed', '1234');
+  const r1 = osdface('restore', file, '-o', a, '--model', modelDir, '--aligned', '--latent', 'sample', '--seed', '1234');
   assert.equal(r1.status, 0, r1.stderr);
   // The second run names the file through a pattern the shell did not expand.
-  const r2 = osdface('restore', path.join(faces, 'codeformer-gray_067_*_00.png'), '-o', b, '--model', modelDir, '--latent', 'sample', '--seed', '1234');
+  const r2 = osdface('restore', path.join(faces, 'codeformer-gray_067_*_00.png'), '-o', b, '--model', modelDir, '--aligned', '--latent', 'sample', '--seed', '1234');
   assert.equal(r2.status, 0, r2.stderr);
   const outName = FACES[0]!;
   const bytesA = fs.readFileSync(path.join(a, outName));
@@ -142,7 +146,7 @@ test('restore --latent sample --seed: same bytes every run, and the same pixels 
 
   // --skip-existing: nothing is rewritten, the model is not even loaded.
   const before = fs.statSync(path.join(a, outName)).mtimeMs;
-  const r3 = osdface('restore', file, '-o', a, '--model', modelDir, '--latent', 'sample', '--seed', '1234', '--skip-existing', '--json');
+  const r3 = osdface('restore', file, '-o', a, '--model', modelDir, '--aligned', '--latent', 'sample', '--seed', '1234', '--skip-existing', '--json');
   assert.equal(r3.status, 0, r3.stderr);
   const summary = JSON.parse(r3.stdout) as Summary;
   assert.deepEqual([summary.ok, summary.failed, summary.skipped], [0, 0, 1]);
@@ -163,7 +167,7 @@ test('restore --size, --format webp (alpha kept), missing files and patterns tha
   }
   assert.equal(info.channels, 3);
   await sharp(pixels, { raw: { width: 400, height: 300, channels: 4 } }).png().toFile(rgba);
-  const r = osdface('restore', rgba, path.join(work, 'nope.png'), path.join(work, 'nothing-*.png'), '-o', out, '--model', modelDir, '--size', '96', '--format', 'webp', '--json');
+  const r = osdface('restore', rgba, path.join(work, 'nope.png'), path.join(work, 'nothing-*.png'), '-o', out, '--model', modelDir, '--aligned', '--size', '96', '--format', 'webp', '--json');
   assert.equal(r.status, 1, r.stderr);
   const summary = JSON.parse(r.stdout) as Summary;
   assert.deepEqual(summary.images.map((i) => [i.status, i.error ?? null]), [

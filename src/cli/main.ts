@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `osdface` command: `convert` (official release -> model directory), `restore` (face
- * images -> restored images) and `parity` (check the pipeline against a reference fixture).
+ * The `osdface` command: `restore` (photos or aligned face crops -> restored images), `detect`
+ * (faces and landmarks), `convert` (official release -> model directory), `parity` (check the
+ * pipeline against a reference fixture), `degrade`, `eval` and `train` (delegated to their
+ * own modules in this folder).
  *
  * Exit codes: 0 success; 1 the work failed (an image could not be restored, the conversion
  * failed); 2 usage error, or the model directory cannot be used (nothing was restored);
@@ -12,6 +14,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { OSDFace, type RestoredImage } from '../osdface.js';
+import { FaceDetector } from '../face/detector.js';
+import { sideBySide } from '../photo/compare.js';
+import type { PhotoImage } from '../photo/restore_photo.js';
 import { convertRelease, type ConvertOptions } from '../pipeline/convert.js';
 import { HOW_TO_CONVERT, ModelDirError, readManifest, type Manifest } from '../pipeline/manifest.js';
 import { decodeImage, encodeImage, writeImageAtomic, type DecodedImage, type ImageFormat } from '../image/io.js';
@@ -26,34 +31,71 @@ const MAIN_USAGE = `osdface ${PACKAGE_VERSION}: OSDFace one-step face restoratio
 
 usage:
   osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
+  osdface detect <image>... [--json]
   osdface convert --sd <dir> --osdface <dir> -o <model dir> [options]
+  osdface degrade <file | folder>... -o <out dir> --seed <N> [options]
+  osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
   osdface parity <fixture dir> [--json] [--skip-grad]
   osdface train --config <config.json> [--stop-at <step>]
   osdface --help | --version
+
+commands:
+  restore   restore the faces in photos (detect, align, restore, paste back), or aligned
+            face crops with --aligned
+  detect    find faces: box, score and 5 landmarks
+  convert   convert the official OSDFace release into a model directory
+  degrade   make synthetic low-quality faces (GFPGAN / CodeFormer recipe)
+  eval      PSNR / SSIM / NIQE of restored images against ground truth
+  parity    check the pipeline against a reference fixture
+  train     train (or resume) from a config
 
 Run \`osdface <command> --help\` for a command's options.
 `;
 
 const RESTORE_USAGE = `usage: osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
 
-Restores aligned face images. Folders expand to their image files (png, jpg, jpeg, webp, bmp,
-tif, tiff; not recursive); * and ? patterns are expanded when the shell did not. Each output is
-<out dir>/<input name>.<format>. Non-square images are edge-padded to a square, restored and
-cropped back. A file that fails is reported and the others go on.
+Restores the faces in photos: every face is found (face-api SSD MobileNet V1 + 68-point
+landmarks), aligned to the FFHQ 5-point template, restored, and pasted back with a soft mask;
+the rest of the photo is kept as it is (or only upscaled). A photo without a face is written
+unchanged, with a notice. With --aligned, each image is taken as one aligned face crop (no
+detection). EXIF orientation is applied; grey and 16-bit images are read as 8-bit RGB.
+Folders expand to their image files (png, jpg, jpeg, webp, bmp, tif, tiff; not recursive);
+* and ? patterns are expanded when the shell did not. Each output is <out dir>/<input
+name>.<format>. A file that fails is reported and the others go on.
 
 options:
   -o, --out <dir>        output folder (created if missing)
   --model <dir>          converted model directory (from \`osdface convert\`)
-  --size <N>             longer side of the outputs in pixels (default: each input's own size)
-  --latent mode|sample   VAE posterior mean (default) or a sample of it
-  --seed <N>             noise seed for --latent sample; image k of the list uses N+k
-                         (default: a random seed, printed)
   --format png|jpg|webp  output format (default png); png and webp keep an alpha channel
+  --compare              also write <out dir>/<name>_compare.png: input | output side by side,
+                         the input resized to the output's height
+  --latent mode|sample   VAE posterior mean (default) or a sample of it
+  --seed <N>             noise seed for --latent sample; image k of the list uses N+k (in a
+                         photo, its j-th restored face N+k+j) (default: a random seed, printed)
   --skip-existing        leave outputs that already exist alone (reported as skipped)
-  --batch <N>            images per network call (default 1; same-size images batch together)
+  --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
   --json                 print a JSON summary on stdout
   -h, --help             this help
+
+whole photos (the default):
+  --upscale 1|2|4        output scale (default 1)
+  --bg-upsampler lanczos|none
+                         how the background is upscaled: lanczos (default) or none (pixels
+                         repeated). esrgan is not available: no ESRGAN model ships with osdface
+  --only-center-face     restore only the face nearest the centre of the photo
+  --max-faces <N>        restore at most N faces, the largest first
+  --min-eye-distance <px>
+                         leave faces whose eyes are closer than this as they are (default 24)
+  --save-faces           also write each face's aligned crop before and after restoring:
+                         <out dir>/faces/<name>_<k>_lq.png and <name>_<k>_restored.png
+                         (k: the face's number, best detection first, from 0)
+
+aligned face crops:
+  --aligned              each image is one face already aligned to the FFHQ template (as the
+                         official release expects): no detection; non-square images are
+                         edge-padded to a square, restored and cropped back
+  --size <N>             longer side of the outputs in pixels (default: each input's own size)
 
 exit codes: 0 all restored or skipped, 1 some image failed, 2 usage error or unusable model
 directory, 130 interrupted.
@@ -81,6 +123,20 @@ left at -o).
 `;
 
 const USAGES: Record<string, string> = { restore: RESTORE_USAGE, convert: CONVERT_USAGE, osdface: MAIN_USAGE };
+
+/** The usage text of `topic` (a command), loading the command's module when it has its own; MAIN_USAGE for an unknown one. */
+async function usageOf(topic: string | undefined): Promise<string> {
+  switch (topic) {
+    case 'detect':
+      return (await import('./detect.js')).DETECT_USAGE;
+    case 'degrade':
+      return (await import('./degrade.js')).DEGRADE_USAGE;
+    case 'eval':
+      return (await import('./eval.js')).EVAL_USAGE;
+    default:
+      return topic !== undefined && topic in USAGES ? USAGES[topic]! : MAIN_USAGE;
+  }
+}
 
 class UsageError extends Error {
   constructor(message: string, readonly command: 'restore' | 'convert' | 'osdface') {
@@ -236,10 +292,17 @@ const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 interface Entry {
   input: string;
   output: string | null;
+  /** With --compare: the side-by-side image. */
+  compare?: string;
   status?: 'ok' | 'failed' | 'skipped';
   seconds?: number;
   error?: string;
   seed?: number;
+  /** Faces restored (1 for an aligned crop). */
+  faces?: number;
+  /** Faces found (photos only). */
+  detected?: number;
+  notices?: string[];
 }
 
 /** Each argument to the files it stands for; an argument that stands for none becomes a failed entry. */
@@ -298,14 +361,19 @@ class Progress {
       this.restoreSeconds += e.seconds ?? 0;
     }
     const counter = `[${this.done}/${this.total}]`;
+    const notices = (e.notices ?? []).map((n) => `note: ${e.input}: ${n}`);
     if (this.tty) {
       if (e.status === 'failed') process.stderr.write(`\r\x1b[K${counter} failed  ${failureLine(e)}\n`);
+      for (const n of notices) process.stderr.write(`\r\x1b[K${n}\n`);
       this.draw();
       return;
     }
-    if (e.status === 'ok') process.stderr.write(`${counter} ok       ${e.input} -> ${e.output} (${e.seconds!.toFixed(2)} s)\n`);
-    else if (e.status === 'skipped') process.stderr.write(`${counter} skipped  ${e.input} (${e.error})\n`);
+    if (e.status === 'ok') {
+      const faces = e.detected !== undefined ? `, ${e.faces} of ${e.detected} face${e.detected === 1 ? '' : 's'} restored` : '';
+      process.stderr.write(`${counter} ok       ${e.input} -> ${e.output} (${e.seconds!.toFixed(2)} s${faces})\n`);
+    } else if (e.status === 'skipped') process.stderr.write(`${counter} skipped  ${e.input} (${e.error})\n`);
     else process.stderr.write(`${counter} failed   ${failureLine(e)}\n`);
+    for (const n of notices) process.stderr.write(`         ${n}\n`);
   }
 
   /** The images left to restore changed (an image was dropped before the network, e.g. unreadable). */
@@ -367,10 +435,23 @@ const RESTORE_FLAGS: Record<string, FlagSpec> = {
   json: { kind: 'bool' },
   threads: { kind: 'int' },
   batch: { kind: 'int' },
+  compare: { kind: 'bool' },
+  aligned: { kind: 'bool' },
+  upscale: { kind: 'string', choices: ['1', '2', '4'] },
+  'bg-upsampler': { kind: 'string' },
+  'only-center-face': { kind: 'bool' },
+  'max-faces': { kind: 'int' },
+  'min-eye-distance': { kind: 'number' },
+  'save-faces': { kind: 'bool' },
   help: { kind: 'bool', short: 'h' },
 };
 
+/** Flags that only apply to whole photos (not to --aligned crops). */
+const PHOTO_FLAGS = ['upscale', 'bg-upsampler', 'only-center-face', 'max-faces', 'min-eye-distance', 'save-faces'] as const;
+
 const SEED_LIMIT = 2 ** 32;
+
+type Mode = 'photo' | 'aligned';
 
 async function restoreCommand(argv: string[]): Promise<number> {
   const { flags, positionals } = parseArgs(argv, RESTORE_FLAGS, 'restore');
@@ -379,6 +460,18 @@ async function restoreCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const usage = (msg: string) => new UsageError(msg, 'restore');
+  const mode: Mode = flags.has('aligned') ? 'aligned' : 'photo';
+  if (mode === 'aligned') {
+    const photoOnly = PHOTO_FLAGS.filter((f) => flags.has(f));
+    if (photoOnly.length > 0) throw usage(`--${photoOnly[0]} applies to whole photos, not to --aligned face crops (use --size to scale aligned outputs)`);
+  } else if (flags.has('size')) {
+    throw usage('--size applies to --aligned face crops; a restored photo has the input\'s size times --upscale');
+  }
+  const bg = flags.get('bg-upsampler') as string | undefined;
+  if (bg === 'esrgan') {
+    throw usage('--bg-upsampler esrgan is not available: no pretrained ESRGAN model ships with osdface (nothing is downloaded at run time); use --bg-upsampler lanczos (the default) or none');
+  }
+  if (bg !== undefined && bg !== 'lanczos' && bg !== 'none') throw usage(`--bg-upsampler must be one of lanczos, none, got '${bg}' (esrgan is not available)`);
   if (positionals.length === 0) throw usage('no input images given');
   const modelDir = flags.get('model') as string | undefined;
   if (modelDir === undefined) throw usage(`--model <model dir> is required: a model directory converted from the official weights; ${HOW_TO_CONVERT}`);
@@ -388,12 +481,16 @@ async function restoreCommand(argv: string[]): Promise<number> {
   const size = positive(flags, 'size', 'restore');
   const threads = positive(flags, 'threads', 'restore');
   const batch = positive(flags, 'batch', 'restore') ?? 1;
+  const maxFaces = positive(flags, 'max-faces', 'restore');
+  const minEyeDistance = flags.get('min-eye-distance') as number | undefined;
+  if (minEyeDistance !== undefined && minEyeDistance < 0) throw usage(`--min-eye-distance must be 0 or more, got ${minEyeDistance}`);
   const latent = (flags.get('latent') ?? 'mode') as 'mode' | 'sample';
   const format: ImageFormat = flags.get('format') === 'jpeg' ? 'jpg' : ((flags.get('format') ?? 'png') as ImageFormat);
   let seed = flags.get('seed') as number | undefined;
   if (seed !== undefined && latent !== 'sample') throw usage('--seed only applies to --latent sample (the default mode path has no noise)');
   if (seed !== undefined && seed >= SEED_LIMIT) throw usage(`--seed must be below ${SEED_LIMIT}, got ${seed}`);
   const json = flags.has('json');
+  const compare = flags.has('compare');
   const log = (msg: string) => process.stderr.write(`osdface restore: ${msg}\n`);
 
   // The model directory is checked before any work; its sessions are loaded only if there is any.
@@ -409,18 +506,24 @@ async function restoreCommand(argv: string[]): Promise<number> {
   const writers = new Map<string, string>();
   for (const e of entries) {
     if (e.status) continue;
-    const out = path.join(outDir, `${path.parse(e.input).name}.${format}`);
+    const name = path.parse(e.input).name;
+    const out = path.join(outDir, `${name}.${format}`);
     e.output = out;
-    const key = path.resolve(out);
-    const other = writers.get(key);
-    if (path.resolve(e.input) === key) {
+    const outputs = [out];
+    if (compare) {
+      e.compare = path.join(outDir, `${name}_compare.png`);
+      outputs.push(e.compare);
+    }
+    const clash = outputs.find((o) => path.resolve(o) === path.resolve(e.input));
+    const taken = outputs.find((o) => writers.has(path.resolve(o)));
+    if (clash !== undefined) {
       e.status = 'failed';
-      e.error = `the output ${out} would overwrite this input; choose another -o folder or --format`;
-    } else if (other !== undefined) {
+      e.error = `the output ${clash} would overwrite this input; choose another -o folder or --format`;
+    } else if (taken !== undefined) {
       e.status = 'failed';
-      e.error = `the output ${out} is already written for ${other}; restore files with the same name into separate folders`;
+      e.error = `the output ${taken} is already written for ${writers.get(path.resolve(taken))}; restore files with the same name into separate folders`;
     } else {
-      writers.set(key, e.input);
+      for (const o of outputs) writers.set(path.resolve(o), e.input);
       if (flags.has('skip-existing') && fs.existsSync(out)) {
         e.status = 'skipped';
         e.error = `${out} exists`;
@@ -445,6 +548,16 @@ async function restoreCommand(argv: string[]): Promise<number> {
   };
   const started = Date.now();
   let model: OSDFace | null = null;
+  let detector: FaceDetector | null = null;
+  const photo: PhotoSettings = {
+    latent, format, compare, batch,
+    upscale: Number(flags.get('upscale') ?? 1) as 1 | 2 | 4,
+    background: (bg ?? 'lanczos') as 'lanczos' | 'none',
+    onlyCenterFace: flags.has('only-center-face'),
+    saveFaces: flags.has('save-faces') ? path.join(outDir, 'faces') : null,
+    ...(maxFaces !== undefined ? { maxFaces } : {}),
+    ...(minEyeDistance !== undefined ? { minEyeDistance } : {}),
+  };
   try {
     if (todo.length > 0) {
       log(`loading ${manifest.dtype} model ${modelDir}`);
@@ -454,13 +567,23 @@ async function restoreCommand(argv: string[]): Promise<number> {
         log(e instanceof Error ? e.message : String(e));
         return 2;
       }
-      log(`restoring ${todo.length} image${todo.length === 1 ? '' : 's'} into ${outDir} (${((Date.now() - started) / 1000).toFixed(1)} s to load)`);
+      if (mode === 'photo') {
+        try {
+          detector = await FaceDetector.load(threads !== undefined ? { threads } : {});
+        } catch (e) {
+          log(`cannot load the face detector: ${e instanceof Error ? e.message : String(e)} (restore aligned face crops with --aligned, which needs none)`);
+          return 1;
+        }
+      }
+      const what = mode === 'photo' ? `photo${todo.length === 1 ? '' : 's'}` : `aligned face image${todo.length === 1 ? '' : 's'}`;
+      log(`restoring ${todo.length} ${what} into ${outDir} (${((Date.now() - started) / 1000).toFixed(1)} s to load)`);
     }
     process.on('SIGINT', onSignal);
     progress.start();
     for (const e of entries) if (e.status) progress.report(e);
-    for (let i = 0; i < todo.length; i += batch) {
-      const chunk = todo.slice(i, i + batch);
+    const step = mode === 'photo' ? 1 : batch;
+    for (let i = 0; i < todo.length; i += step) {
+      const chunk = todo.slice(i, i + step);
       if (interrupted) {
         for (const e of todo.slice(i)) {
           e.status = 'failed';
@@ -469,19 +592,21 @@ async function restoreCommand(argv: string[]): Promise<number> {
         }
         break;
       }
-      await restoreChunk(model!, chunk, { latent, size, format }, progress);
+      if (mode === 'photo') await restorePhotoEntry(model!, detector!, chunk[0]!, photo, progress);
+      else await restoreChunk(model!, chunk, { latent, size, format, compare }, progress);
     }
   } finally {
     process.off('SIGINT', onSignal);
     progress.end();
-    await model?.dispose();
+    await Promise.all([model?.dispose(), detector?.dispose()]);
   }
 
   const count = (s: Entry['status']) => entries.filter((e) => e.status === s).length;
   const ok = count('ok');
   const failed = count('failed');
   const skipped = count('skipped');
-  log(`${ok} restored, ${failed} failed, ${skipped} skipped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const facesLine = mode === 'photo' && ok > 0 ? ` (${entries.reduce((n, e) => n + (e.faces ?? 0), 0)} faces)` : '';
+  log(`${ok} restored${facesLine}, ${failed} failed, ${skipped} skipped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (failed > 0 && process.stderr.isTTY) {
     for (const e of entries) if (e.status === 'failed') log(`failed: ${failureLine(e)}`);
   }
@@ -492,9 +617,11 @@ async function restoreCommand(argv: string[]): Promise<number> {
       status: e.status!,
       ...(e.seconds !== undefined ? { seconds: Number(e.seconds.toFixed(3)) } : {}),
       ...(e.seed !== undefined && e.status === 'ok' ? { seed: e.seed } : {}),
+      ...(e.status === 'ok' ? { faces: e.faces ?? 0, ...(e.detected !== undefined ? { detected: e.detected } : {}), notices: e.notices ?? [] } : {}),
+      ...(e.compare !== undefined && e.status === 'ok' ? { compare: e.compare } : {}),
       ...(e.error !== undefined ? { error: e.error } : {}),
     }));
-    process.stdout.write(`${JSON.stringify({ model: path.resolve(modelDir), images, ok, failed, skipped }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ model: path.resolve(modelDir), mode, images, ok, failed, skipped }, null, 2)}\n`);
   }
   if (interrupted) return 130;
   return failed > 0 ? 1 : 0;
@@ -504,6 +631,12 @@ interface ChunkSettings {
   latent: 'mode' | 'sample';
   size?: number;
   format: ImageFormat;
+  compare: boolean;
+}
+
+/** Encodes `img` as png (with its alpha) and writes it. */
+async function writePng(file: string, img: PhotoImage): Promise<void> {
+  await writeImageAtomic(file, await encodeImage(img, 'png', img.alpha));
 }
 
 /** Decodes, restores (one call for the chunk), encodes and writes; every entry ends ok or failed. */
@@ -539,18 +672,90 @@ async function restoreChunk(model: OSDFace, chunk: Entry[], s: ChunkSettings, pr
   }
   const perImage = (performance.now() - t0) / 1000 / ready.length;
   for (let i = 0; i < ready.length; i++) {
-    const { entry } = ready[i]!;
+    const { entry, image } = ready[i]!;
     const t1 = performance.now();
     try {
       const res = results[i]!;
+      if (s.compare) await writePng(entry.compare!, await sideBySide(image, res));
       const bytes = await encodeImage(res, s.format, s.format === 'jpg' ? undefined : res.alpha);
       await writeImageAtomic(entry.output!, bytes);
       entry.status = 'ok';
+      entry.faces = 1;
       entry.seconds = perImage + (performance.now() - t1) / 1000;
       progress.report(entry);
     } catch (err) {
       fail(entry, err);
     }
+  }
+}
+
+interface PhotoSettings {
+  latent: 'mode' | 'sample';
+  format: ImageFormat;
+  compare: boolean;
+  batch: number;
+  upscale: 1 | 2 | 4;
+  background: 'lanczos' | 'none';
+  onlyCenterFace: boolean;
+  maxFaces?: number;
+  minEyeDistance?: number;
+  /** The folder for --save-faces, or null. */
+  saveFaces: string | null;
+}
+
+/**
+ * Restores one whole photo: decode, detect + restore + paste back (model.restorePhoto), then
+ * the face crops (--save-faces), the side-by-side (--compare) and the output, which is written
+ * last. The entry ends ok or failed.
+ */
+async function restorePhotoEntry(model: OSDFace, detector: FaceDetector, entry: Entry, s: PhotoSettings, progress: Progress): Promise<void> {
+  const t0 = performance.now();
+  let image: DecodedImage;
+  try {
+    image = await decodeImage(entry.input);
+  } catch (err) {
+    progress.dropped();
+    entry.status = 'failed';
+    entry.error = reason(err, entry.input);
+    progress.report(entry);
+    return;
+  }
+  try {
+    const res = await model.restorePhoto(image, {
+      detector,
+      latent: s.latent,
+      ...(entry.seed !== undefined ? { seed: entry.seed } : {}),
+      batch: s.batch,
+      upscale: s.upscale,
+      background: s.background,
+      onlyCenterFace: s.onlyCenterFace,
+      saveFaces: s.saveFaces !== null,
+      ...(s.maxFaces !== undefined ? { maxFaces: s.maxFaces } : {}),
+      ...(s.minEyeDistance !== undefined ? { minEyeDistance: s.minEyeDistance } : {}),
+    });
+    if (s.saveFaces !== null) {
+      const name = path.parse(entry.input).name;
+      for (const f of res.faces) {
+        if (!f.crop || !f.restoredCrop) continue;
+        await writePng(path.join(s.saveFaces, `${name}_${f.index}_lq.png`), f.crop);
+        await writePng(path.join(s.saveFaces, `${name}_${f.index}_restored.png`), f.restoredCrop);
+      }
+    }
+    if (s.compare) await writePng(entry.compare!, await sideBySide(image, res.image));
+    const bytes = await encodeImage(res.image, s.format, s.format === 'jpg' ? undefined : res.image.alpha);
+    await writeImageAtomic(entry.output!, bytes);
+    entry.status = 'ok';
+    entry.faces = res.faces.filter((f) => f.status === 'restored').length;
+    entry.detected = res.faces.length;
+    entry.notices = res.faces.length === 0
+      ? res.notices.map((n) => `${n} (a face crop that fills the frame is restored with --aligned)`)
+      : res.notices;
+    entry.seconds = (performance.now() - t0) / 1000;
+    progress.report(entry);
+  } catch (err) {
+    entry.status = 'failed';
+    entry.error = reason(err, entry.input);
+    progress.report(entry);
   }
 }
 
@@ -714,17 +919,21 @@ async function main(argv: string[]): Promise<number> {
         return await runParityCommand(rest, 'osdface parity');
       case 'train':
         return await trainMain(rest);
+      case 'detect':
+        return await (await import('./detect.js')).main(rest);
+      case 'degrade':
+        return await (await import('./degrade.js')).main(rest);
+      case 'eval':
+        return await (await import('./eval.js')).main(rest);
       case '--version':
       case '-v':
         process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);
         return 0;
       case '--help':
       case '-h':
-      case 'help': {
-        const topic = rest[0];
-        process.stdout.write(topic !== undefined && topic in USAGES ? USAGES[topic]! : MAIN_USAGE);
+      case 'help':
+        process.stdout.write(await usageOf(rest[0]));
         return 0;
-      }
       case undefined:
         throw new UsageError('no command given', 'osdface');
       default:
