@@ -16,7 +16,7 @@ export interface TrainConfig {
   /** Which weights train: all of unet/vae/embedding_change, or LoRA adapters on the UNet. */
   trainable: { mode: 'full' | 'lora'; lora: { rank: number; alpha: number; targets: string[] } };
   /** perceptual: OSDFace's edge-aware DISTS term, needing `perceptualWeights` (VGG16 + DISTS files). */
-  loss: { mse: number; l1: number; gan: number; perceptual: number; perceptualWeights: string[] };
+  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; perceptualWeights: string[] };
   optim: AdamWConfig;
   steps: number;
   seed: number;
@@ -101,7 +101,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const targets = lora['targets'] ?? OSDFACE_LORA_TARGETS;
   if (!Array.isArray(targets) || targets.some((t) => typeof t !== 'string')) fail('trainable.lora.targets', 'must be a list of module name suffixes');
   const loss = obj(root['loss'], 'loss');
-  known(loss, 'loss', ['mse', 'l1', 'gan', 'perceptual', 'perceptualWeights']);
+  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'perceptualWeights']);
   const pw = loss['perceptualWeights'] ?? [];
   if (!Array.isArray(pw) || pw.some((f) => typeof f !== 'string')) fail('loss.perceptualWeights', 'must be a list of weight file paths');
   const perceptualWeights = (pw as string[]).map((f) => path.resolve(base, f));
@@ -137,7 +137,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
       lora: { rank: num(lora, 'rank', 'trainable.lora.rank', 4, 1, 1024, true), alpha: num(lora, 'alpha', 'trainable.lora.alpha', 4, 0), targets: targets as string[] },
     },
     loss: {
-      mse: num(loss, 'mse', 'loss.mse', 1, 0), l1: num(loss, 'l1', 'loss.l1', 0, 0), gan: num(loss, 'gan', 'loss.gan', 0, 0),
+      mse: num(loss, 'mse', 'loss.mse', 1, 0), l1: num(loss, 'l1', 'loss.l1', 0, 0), gan: num(loss, 'gan', 'loss.gan', 0, 0), identity: num(loss, 'identity', 'loss.identity', 0, 0),
       perceptual: num(loss, 'perceptual', 'loss.perceptual', 0, 0), perceptualWeights,
     },
     optim: {
@@ -154,7 +154,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     sampleEvery: num(root, 'sampleEvery', 'sampleEvery', 50, 1, 1e9, true),
     evalEvery: num(root, 'evalEvery', 'evalEvery', 50, 1, 1e9, true),
   };
-  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.perceptual === 0) fail('loss', 'needs at least one positive weight');
+  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual === 0) fail('loss', 'needs at least one positive weight');
   if (cfg.loss.perceptual > 0 && perceptualWeights.length === 0) {
     fail('loss.perceptualWeights', 'is required when loss.perceptual > 0: torchvision VGG16 ImageNet weights and the DISTS alpha/beta weights (safetensors or zip-format .pth)');
   }

@@ -28,6 +28,7 @@ import { initParam } from './init.js';
 import { adamWStep, newAdamWState, type AdamWState } from './optim.js';
 import { lossCurvePng, sampleSheetPng } from './plot.js';
 import { GanCritic } from './discriminator.js';
+import { identityLoss, isRecognitionParam, loadRecognitionWeights } from '../face/recognition.js';
 import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
 
 export interface StepLog {
@@ -39,6 +40,8 @@ export interface StepLog {
   /** With GAN guidance: the hinge discriminator loss and the generator's adversarial term. */
   discriminatorLoss?: number;
   adversarial?: number;
+  /** With loss.identity > 0: the identity loss (1 - mean cosine of face descriptors), before its weight. */
+  identity?: number;
   val?: { loss: number; psnr: number; inputPsnr: number };
 }
 
@@ -97,6 +100,11 @@ export class Trainer {
     const trainable = (k: string) => (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
     const distsKeys = new Set(this.dists?.namedParameters().map(([k]) => k));
     for (const [k, v] of graph.params) if (!distsKeys.has(k)) (trainable(k) ? this.params : this.frozen).set(k, initParam(k, v.shape, cfg.seed));
+    // Identity loss (loss.identity > 0): the face recognition network keeps face-api's pretrained weights, frozen.
+    if (cfg.loss.identity > 0) {
+      for (const k of [...this.params.keys()].filter(isRecognitionParam)) this.params.delete(k);
+      for (const [k, v] of loadRecognitionWeights()) this.frozen.set(k, v);
+    }
     for (const [k, shape] of this.vre.namedParameters()) this.frozen.set(`vre.${k}`, initParam(k, shape, cfg.seed));
     this.opt = newAdamWState(this.params);
     if (cfg.loss.gan > 0) {
@@ -152,6 +160,12 @@ export class Trainer {
     // Pixel losses in [-1, 1] units (x2 of the [0, 1] difference), as the reference trains.
     if (this.cfg.loss.mse > 0) terms.push(op.mul(op.reduceMean(op.mul(diff, diff), all, false), 4 * this.cfg.loss.mse));
     if (this.cfg.loss.l1 > 0) terms.push(op.mul(op.reduceMean(op.abs(diff), all, false), 2 * this.cfg.loss.l1));
+    if (this.cfg.loss.identity > 0) {
+      // 1 - cosine similarity of face-api recognition descriptors of the output and the HQ image (src/face/recognition.ts).
+      const identity = identityLoss(g, out, hq);
+      g.output(identity, 'identity');
+      terms.push(op.mul(identity, this.cfg.loss.identity));
+    }
     if (this.dists) {
       const perceptual = edgeAwareDists(this.dists, g, out, hq);
       g.output(perceptual, 'perceptual');
@@ -250,6 +264,7 @@ export class Trainer {
     const { lr, gradNorm } = adamWStep(this.cfg.optim, this.opt, this.params, grads);
     const loss = (out.loss!.data as Float32Array)[0]!;
     const log: StepLog = { step: this.opt.step, loss, lr, gradNorm, imagesPerSecond: 0 };
+    if (out.identity) log.identity = (out.identity.data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
       const d = await this.dSession.run({ real: batch.hq, fake: out.out!, ...Object.fromEntries([...this.dParams].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
