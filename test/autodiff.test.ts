@@ -7,6 +7,7 @@ import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
 import { groupNorm } from '../src/nn/functional/group_norm.js';
 import { attention } from '../src/nn/functional/attention.js';
+import { Upsample2D } from '../src/models/resnet.js';
 import { floatTensor, numel, type FloatTensor } from '../src/tensor.js';
 
 function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
@@ -69,7 +70,11 @@ async function checkGrad(shapes: number[][], build: (g: Graph, xs: Value[]) => V
     const xs2 = shapes.map((sh, i) => g2.input(`x${i}`, 'float32', sh));
     const pin = g2.input('p', 'float32', param.shape);
     const y2 = build(new Proxy(g2, {
-      get: (t, k) => (k === 'param' ? (key: string, shape: number[]) => (key === param.name ? pin : t.param(key, shape)) : Reflect.get(t, k)),
+      get: (t, k) => {
+        if (k === 'param') return (key: string, shape: number[]) => (key === param.name ? pin : t.param(key, shape));
+        const v = Reflect.get(t, k) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      },
     }), xs2);
     const r2 = g2.input('r', 'float32', y2.shape);
     g2.output(op.reduceSum(op.mul(y2, r2), y2.shape.map((_, i) => i), false), 'loss');
@@ -104,6 +109,10 @@ const cases: [string, number[][], (g: Graph, xs: Value[]) => Value, Options?][] 
     return op.mul(op.slice(p!, 1, 1, 3), op.slice(q!, 1, 0, 2));
   }],
   ['ReduceMean, ReduceSum (keepdims or not), Expand', [[2, 3, 4]], (_, [x]) => op.add(op.reduceMean(x!, [1], true), op.mul(op.expand(op.reduceSum(x!, [2], true), op.int64(x!.graph, [2, 3, 4])), op.unsqueeze(op.reduceSum(x!, [0], false), [0])))],
+  ['Upsample2D (nearest x2 + 3x3 conv as four 2x2 phase convolutions and DepthToSpace)', [[1, 2, 3, 4]], (g, [x]) => {
+    const up = new Upsample2D(2);
+    return up.forward(g, x!);
+  }, { params: { 'conv.weight': [2, 2, 3, 3], 'conv.bias': [2] } }],
   ['Resize nearest x2 (by scale and to a size)', [[1, 2, 2, 3], [1, 1, 4, 6]], (_, [x, y]) => op.add(op.resize2d(x!, { scale: 2 }, { mode: 'nearest' }), op.mul(op.resize2d(x!, op.slice(op.shapeOf(y!), 0, 2, 4), { mode: 'nearest' }), y!))],
   // Inputs spread over [-5, 5] so that h = 1e-2 never changes which element of a window is the maximum.
   ['MaxPool 3x3 stride 2 (overlapping windows, odd leftover column)', [[2, 2, 7, 8]], (_, [x]) => op.maxPool2d(x!, 3, 2), { lo: -5, hi: 5 }],

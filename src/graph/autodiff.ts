@@ -328,6 +328,13 @@ const RULES: Record<string, Rule> = {
   ReduceMean: reduceRule(true),
   ReduceSum: reduceRule(false),
   Expand: (n, [g]) => [unbroadcast(g!, n.inputs[0]!.shape)],
+  // SpaceToDepth is the exact inverse permutation of DepthToSpace in DCR order.
+  DepthToSpace: (n, [g]) => {
+    const mode = n.attrs['mode'];
+    if (mode?.kind === 'string' && mode.value !== 'DCR') g!.graph.fail('DepthToSpace gradient: only DCR mode');
+    const x = n.inputs[0]!;
+    return [g!.graph.addNode('SpaceToDepth', [g!], [{ dtype: g!.dtype, shape: x.shape }], { blocksize: n.attrs['blocksize']! })[0]!];
+  },
   Resize: (n, [g]) => {
     const x = n.inputs[0]!;
     const mode = n.attrs['mode'];

@@ -44,6 +44,11 @@ export class Conv extends Module {
     if (this.bias) this.registerParam('bias', [outChannels]);
   }
 
+  /** The (LoRA-adapted) weight and the bias as graph values, for code that convolves differently. */
+  weightAndBias(g: Graph): { weight: Value; bias: Value | null } {
+    return { weight: adaptedWeight(g, this.path, this.p(g, 'weight')), bias: this.bias ? this.p(g, 'bias') : null };
+  }
+
   forward(g: Graph, x: Value): Value {
     return this.scoped(g, () => {
       if (x.rank !== this.dims + 2) g.fail(`Conv${this.dims}d expects a rank-${this.dims + 2} input, got [${x.shape.join(', ')}]`);
