@@ -6,7 +6,7 @@ import { encodeImage, type RgbImage } from '../src/image/io.js';
 import { evaluatePairs, formatTable, pairFolders, parseMetricList, toJson } from '../src/metrics/evaluate.js';
 import { buildReport } from '../src/metrics/report.js';
 import { main as evalMain } from '../src/cli/eval.js';
-import { shared, tempDir } from './helpers.js';
+import { repoRoot, shared, tempDir } from './helpers.js';
 
 const NIQE_FILE = path.join(shared, 'weights/niqe_pris_params.npz');
 
@@ -65,7 +65,8 @@ describe('pairing by base name', () => {
   test('metric lists: unknown and unavailable metrics are errors that say why', () => {
     assert.deepEqual(parseMetricList('PSNR, ssim,psnr'), ['psnr', 'ssim']);
     assert.throws(() => parseMetricList('psnr,foo'), /unknown metric 'foo'/);
-    assert.throws(() => parseMetricList('ids'), /ids is not available: .*ArcFace/);
+    assert.throws(() => parseMetricList('fid'), /fid is not available: .*Inception-v3/);
+    assert.deepEqual(parseMetricList('ids,lmd'), ['ids', 'lmd']);
   });
 });
 
@@ -198,4 +199,21 @@ describe('osdface eval', () => {
     const html = await buildReport({ metrics: ['psnr'], mean: {}, count: {}, images: [], problems: [{ name: '<b>', kind: 'missing-gt', files: [], message: 'a & b' }] });
     assert.match(html, /&lt;b&gt;: missing-gt: a &amp; b/);
   });
+});
+
+test('osdface eval --metrics ids: 1 for the same face, lower for another person', async (t) => {
+  const root = tempDir(t, 'osdface-eval-ids-');
+  const { spawnSync } = await import('node:child_process');
+  const lq = path.join(shared, 'data/real-lq');
+  for (const d of ['p', 'g']) fs.mkdirSync(path.join(root, d));
+  fs.copyFileSync(path.join(lq, 'codeformer_0143.png'), path.join(root, 'p/a.png'));
+  fs.copyFileSync(path.join(lq, 'codeformer_0143.png'), path.join(root, 'g/a.png'));
+  fs.copyFileSync(path.join(lq, 'codeformer_0240.png'), path.join(root, 'p/b.png'));
+  fs.copyFileSync(path.join(lq, 'codeformer_0342.png'), path.join(root, 'g/b.png'));
+  const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), 'eval', '--pred', path.join(root, 'p'), '--gt', path.join(root, 'g'), '--metrics', 'ids', '--json'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { images: { name: string; ids: number }[] };
+  const ids = Object.fromEntries(out.images.map((i) => [i.name, i.ids]));
+  assert.ok(Math.abs(ids['a']! - 1) < 1e-6, `same face ${ids['a']}`);
+  assert.ok(ids['b']! < 0.99, `different people ${ids['b']}`);
 });

@@ -17,6 +17,7 @@ import {
 import { loadNiqeParams, type NiqeParams } from '../metrics/niqe.js';
 import { writeReport } from '../metrics/report.js';
 import { LandmarkDistance } from '../metrics/lmd.js';
+import { FaceRecognizer } from '../face/recognition.js';
 
 export const EVAL_USAGE = `usage: osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
 
@@ -35,6 +36,8 @@ options:
                          lmd: mean distance (px) of the 68 face landmarks of face-api's net
                          (shipped in its npm package) on restored vs ground truth, in the face
                          box found on the ground truth (lower is better).
+                         ids: cosine of face-api's 128-d face recognition descriptors (higher is
+                         better; not ArcFace, so not comparable with published IDS / Deg).
                          (${UNAVAILABLE_METRICS.join(', ')} need networks osdface does not bundle.)
   --y-channel            compute psnr and ssim on Y (same as asking for psnr_y, ssim_y)
   --niqe-params <file>   NIQE pristine parameters, BasicSR's niqe_pris_params.npz
@@ -64,6 +67,7 @@ export async function main(argv: string[]): Promise<number> {
   let metrics: MetricName[];
   let niqeParams: NiqeParams | undefined;
   let landmarks: LandmarkDistance | undefined;
+  let recognizer: FaceRecognizer | undefined;
   let json: boolean;
   let reportFile: string | undefined;
   let pairing: ReturnType<typeof pairFolders>;
@@ -102,6 +106,13 @@ export async function main(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError(errorMessage(e));
     }
+    if (metrics.includes('ids')) {
+      try {
+        recognizer = await FaceRecognizer.create();
+      } catch (e) {
+        throw new UsageError(`ids: cannot load the face recognition model: ${errorMessage(e)}`);
+      }
+    }
     if (metrics.includes('lmd')) {
       try {
         landmarks = await LandmarkDistance.load();
@@ -122,12 +133,14 @@ export async function main(argv: string[]): Promise<number> {
       metrics,
       ...(niqeParams ? { niqeParams } : {}),
       ...(landmarks ? { landmarks } : {}),
+      ...(recognizer ? { recognizer } : {}),
       onImage: (r, i, n) => {
         if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K[${i + 1}/${n}] ${r.name}${i + 1 === n ? '\n' : ''}`);
       },
     });
   } finally {
     await landmarks?.dispose();
+    await recognizer?.dispose();
   }
   if (json) process.stdout.write(JSON.stringify(toJson(result), null, 2) + '\n');
   else process.stdout.write(formatTable(result));

@@ -11,10 +11,11 @@ import { psnr, ssim } from './psnr_ssim.js';
 import { niqe, type NiqeParams } from './niqe.js';
 import { METRIC_REQUIREMENTS, type UnavailableMetric } from './unavailable.js';
 import type { LandmarkDistance } from './lmd.js';
+import type { FaceRecognizer } from '../face/recognition.js';
 
-export type MetricName = 'psnr' | 'ssim' | 'psnr_y' | 'ssim_y' | 'niqe' | 'lmd';
-export const METRIC_NAMES: readonly MetricName[] = ['psnr', 'ssim', 'psnr_y', 'ssim_y', 'niqe', 'lmd'];
-export const UNAVAILABLE_METRICS: readonly UnavailableMetric[] = ['lpips', 'dists', 'fid', 'ids'];
+export type MetricName = 'psnr' | 'ssim' | 'psnr_y' | 'ssim_y' | 'niqe' | 'lmd' | 'ids';
+export const METRIC_NAMES: readonly MetricName[] = ['psnr', 'ssim', 'psnr_y', 'ssim_y', 'niqe', 'lmd', 'ids'];
+export const UNAVAILABLE_METRICS: readonly UnavailableMetric[] = ['lpips', 'dists', 'fid'];
 /** Metrics where higher is better (the others: lower is better). */
 export const HIGHER_IS_BETTER: ReadonlySet<MetricName> = new Set(['psnr', 'ssim', 'psnr_y', 'ssim_y']);
 
@@ -131,6 +132,8 @@ export interface EvaluateOptions {
   niqeParams?: NiqeParams;
   /** Needed when metrics include lmd. */
   landmarks?: LandmarkDistance;
+  /** Needed when metrics include ids. */
+  recognizer?: FaceRecognizer;
   /** Called after each image (progress). */
   onImage?: (r: ImageResult, index: number, total: number) => void;
 }
@@ -160,6 +163,7 @@ export async function evaluatePairs(pairing: Pairing, opts: EvaluateOptions): Pr
   const metrics = [...opts.metrics];
   if (metrics.includes('niqe') && !opts.niqeParams) throw new Error('niqe needs the pristine parameters (niqeParams)');
   if (metrics.includes('lmd') && !opts.landmarks) throw new Error('lmd needs the landmark model (landmarks: await LandmarkDistance.load())');
+  if (metrics.includes('ids') && !opts.recognizer) throw new Error('ids needs the face recognition model (recognizer: await FaceRecognizer.create())');
   const images: ImageResult[] = [];
   let index = 0;
   for (const pair of pairing.pairs) {
@@ -192,6 +196,10 @@ export async function evaluatePairs(pairing: Pairing, opts: EvaluateOptions): Pr
         if (!sameSize) continue;
         if (m === 'lmd') {
           r.values.lmd = (await opts.landmarks!.measure(pred!, gt!)).lmd;
+          continue;
+        }
+        if (m === 'ids') {
+          r.values.ids = await opts.recognizer!.similarity(pred!, gt!);
           continue;
         }
         const y = m.endsWith('_y');
@@ -239,7 +247,7 @@ export function toJson(r: EvaluationResult): object {
       ...(i.errors.length > 0 ? { errors: i.errors } : {}),
     })),
     problems: r.problems,
-    settings: { metrics: r.metrics, data_range: 255, crop_border: 0, y_channel: 'BT.601 (MATLAB rgb2ycbcr), for psnr_y / ssim_y / niqe', lmd: 'mean distance of 68 face-api landmarks, px', psnr_identical: 'inf' },
+    settings: { metrics: r.metrics, data_range: 255, crop_border: 0, y_channel: 'BT.601 (MATLAB rgb2ycbcr), for psnr_y / ssim_y / niqe', lmd: 'mean distance of 68 face-api landmarks, px', ids: 'cosine of face-api 128-d recognition descriptors (not ArcFace: not comparable with published IDS)', psnr_identical: 'inf' },
   };
 }
 
