@@ -8,7 +8,7 @@ import { parseNpy, readNpz } from '../src/metrics/npz.js';
 import { gamma, pinvSymmetric } from '../src/metrics/special.js';
 import { imresize } from '../src/metrics/matlab_resize.js';
 import { estimateAggd, loadNiqeParams, niqe } from '../src/metrics/niqe.js';
-import { lpips, dists, fid, identitySimilarity, MetricUnavailableError } from '../src/metrics/unavailable.js';
+import { lpips, dists, fid, MetricUnavailableError } from '../src/metrics/unavailable.js';
 import { Random } from '../src/degrade/random.js';
 import { WeightFileError } from '../src/weights/errors.js';
 import { shared, tempDir } from './helpers.js';
@@ -267,7 +267,6 @@ describe('metrics that need networks', () => {
     assert.throws(() => lpips(img, img), (e: unknown) => e instanceof MetricUnavailableError && e.needs === 'weights' && /AlexNet/.test(e.message) && /None of these is bundled/.test(e.message));
     assert.throws(() => dists(img, img), /DISTS .*VGG16/);
     assert.throws(() => fid([img], [img]), /Inception/);
-    assert.throws(() => identitySimilarity(img, img), /ArcFace/);
   });
 
   test('with weight files: missing ones are named; present ones are not silently used', (t) => {

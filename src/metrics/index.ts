@@ -5,6 +5,6 @@ export { niqe, niqePlane, loadNiqeParams, type NiqeParams } from './niqe.js';
 export { imresize } from './matlab_resize.js';
 export { readNpz, parseNpy, type NpyArray } from './npz.js';
 export {
-  lpips, dists, fid, identitySimilarity, unavailable, MetricUnavailableError, METRIC_REQUIREMENTS, type UnavailableMetric,
+  lpips, dists, fid, unavailable, MetricUnavailableError, METRIC_REQUIREMENTS, type UnavailableMetric,
 } from './unavailable.js';
 export { LandmarkDistance, meanPointDistance, type LandmarkDistanceResult } from './lmd.js';

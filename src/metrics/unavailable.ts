@@ -1,6 +1,6 @@
 /**
  * Metrics that need networks this package does not ship: LPIPS, DISTS, FID (backbone weights the
- * user must supply) and identity similarity (a face recognition model). (LMD is computed, with the
+ * user must supply). (Identity similarity uses face-api's recognition net: ../face/recognition.ts.) (LMD is computed, with the
  * landmark net the package ships: ./lmd.ts.)
  *
  * None of them is computed in this version. Each entry point throws MetricUnavailableError with a
@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import type { RgbImage } from '../image/io.js';
 
-export type UnavailableMetric = 'lpips' | 'dists' | 'fid' | 'ids';
+export type UnavailableMetric = 'lpips' | 'dists' | 'fid';
 
 export class MetricUnavailableError extends Error {
   constructor(readonly metric: UnavailableMetric, readonly needs: 'weights' | 'implementation', message: string) {
@@ -35,9 +35,6 @@ export const METRIC_REQUIREMENTS: Readonly<Record<UnavailableMetric, string>> = 
   fid:
     'FID needs the Inception-v3 feature network of pytorch-fid (pt_inception-2015-12-05-6726825d.pth) and, for ' +
     'FFHQ-referenced FID as face papers report it, the FFHQ statistics (e.g. BasicSR inception_FFHQ_512-f7b384ab.pth)',
-  ids:
-    'identity similarity (IDS / Deg) needs a face recognition network; papers use ArcFace (e.g. the ResNet-18 ' +
-    'arcface_resnet18.pth that GFPGAN and CodeFormer evaluate with)',
 };
 
 /**
@@ -77,9 +74,4 @@ export function dists(_pred: RgbImage, _gt: RgbImage, opts: WeightFiles = {}): n
 /** FID between two sets of images. Needs user-supplied weights; see METRIC_REQUIREMENTS. */
 export function fid(_pred: readonly RgbImage[], _reference: readonly RgbImage[], opts: WeightFiles = {}): number {
   return unavailable('fid', opts.weights);
-}
-
-/** Identity similarity (cosine of face embeddings). Needs a recognition model; see METRIC_REQUIREMENTS. */
-export function identitySimilarity(_pred: RgbImage, _gt: RgbImage, opts: WeightFiles = {}): number {
-  return unavailable('ids', opts.weights);
 }
