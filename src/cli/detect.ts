@@ -6,6 +6,7 @@
  * Exit codes: 0 every image was read (faces or not); 1 some image could not be read; 2 usage.
  */
 import fs from 'node:fs';
+import { ArgumentError as UsageError, parseFlags } from './args.js';
 import { fileURLToPath } from 'node:url';
 import { decodeImage, ImageError } from '../image/io.js';
 import { FaceDetector, type DetectedFace } from '../face/detector.js';
@@ -37,30 +38,22 @@ interface DetectArgs {
   threads?: number;
 }
 
-class UsageError extends Error {}
-
 function parseArgs(argv: string[]): DetectArgs | 'help' {
-  const a: DetectArgs = { files: [], json: false, minScore: 0.5, maxFaces: 100, pad: 0, landmarks68: false };
-  const num = (flag: string, v: string | undefined, ok: (n: number) => boolean): number => {
-    const n = v === undefined ? NaN : Number(v);
-    if (!ok(n)) throw new UsageError(`${flag}: invalid value '${v ?? ''}'`);
-    return n;
+  const { flags, positionals } = parseFlags(argv, {
+    help: { kind: 'bool', short: 'h' }, json: { kind: 'bool' }, landmarks68: { kind: 'bool' },
+    'min-score': { kind: 'number' }, 'max-faces': { kind: 'int' }, pad: { kind: 'number' }, threads: { kind: 'int' },
+  });
+  if (flags.has('help')) return 'help';
+  const get = (flag: string, fallback: number, ok: (n: number) => boolean): number => {
+    const v = (flags.get(flag) as number | undefined) ?? fallback;
+    if (!ok(v)) throw new UsageError(`--${flag}: invalid value '${v}'`);
+    return v;
   };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    switch (arg) {
-      case '-h': case '--help': return 'help';
-      case '--json': a.json = true; break;
-      case '--landmarks68': a.landmarks68 = true; break;
-      case '--min-score': a.minScore = num(arg, argv[++i], (n) => n > 0 && n < 1); break;
-      case '--max-faces': a.maxFaces = num(arg, argv[++i], (n) => Number.isInteger(n) && n >= 1); break;
-      case '--pad': a.pad = num(arg, argv[++i], (n) => n >= 0 && n <= 4); break;
-      case '--threads': a.threads = num(arg, argv[++i], (n) => Number.isInteger(n) && n >= 1); break;
-      default:
-        if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`);
-        a.files.push(arg);
-    }
-  }
+  const a: DetectArgs = {
+    files: positionals, json: flags.has('json'), landmarks68: flags.has('landmarks68'),
+    minScore: get('min-score', 0.5, (n) => n > 0 && n < 1), maxFaces: get('max-faces', 100, (n) => n >= 1), pad: get('pad', 0, (n) => n >= 0 && n <= 4),
+  };
+  if (flags.has('threads')) a.threads = get('threads', 1, (n) => n >= 1);
   if (a.files.length === 0) throw new UsageError('no image given');
   return a;
 }

@@ -22,6 +22,7 @@ import { HOW_TO_CONVERT, ModelDirError, readManifest, type Manifest } from '../p
 import { decodeImage, encodeImage, writeImageAtomic, type DecodedImage, type ImageFormat } from '../image/io.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { runParityCommand } from './parity.js';
+import { ArgumentError, parseFlags, type FlagSpec } from './args.js';
 import { main as trainMain } from './train.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -144,73 +145,16 @@ class UsageError extends Error {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Argument parsing (no dependencies): --flag value, --flag=value, -o value, -- ends the flags.
+type FlagValue = import('./args.js').FlagValue;
 
-type FlagKind = 'string' | 'int' | 'number' | 'bool';
-interface FlagSpec {
-  kind: FlagKind;
-  /** Allowed values of a string flag. */
-  choices?: readonly string[];
-  short?: string;
-}
-type FlagValue = string | number | true;
-
+/** The shared flag parser, with its errors reported against `command`'s usage. */
 function parseArgs(argv: string[], spec: Record<string, FlagSpec>, command: UsageError['command']): { flags: Map<string, FlagValue>; positionals: string[] } {
-  const flags = new Map<string, FlagValue>();
-  const positionals: string[] = [];
-  const byShort = new Map(Object.entries(spec).filter(([, s]) => s.short).map(([name, s]) => [s.short!, name]));
-  const fail = (msg: string): never => { throw new UsageError(msg, command); };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!arg.startsWith('-') || arg === '-') {
-      positionals.push(arg);
-      continue;
-    }
-    let name: string;
-    let inline: string | undefined;
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-      inline = eq < 0 ? undefined : arg.slice(eq + 1);
-      if (!(name in spec)) fail(`unknown option ${eq < 0 ? arg : arg.slice(0, eq)}`);
-    } else {
-      const short = byShort.get(arg.slice(1));
-      if (short === undefined) fail(`unknown option ${arg}`);
-      name = short!;
-    }
-    const s = spec[name]!;
-    const shown = arg.startsWith('--') ? `--${name}` : arg;
-    if (flags.has(name)) fail(`${shown} is given twice`);
-    if (s.kind === 'bool') {
-      if (inline !== undefined) fail(`${shown} takes no value`);
-      flags.set(name, true);
-      continue;
-    }
-    let value = inline;
-    if (value === undefined) {
-      const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('-') && next !== '-')) fail(`${shown} needs a value`);
-      value = next!;
-      i++;
-    }
-    if (s.kind === 'int') {
-      if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) fail(`${shown} must be a whole number, got '${value}'`);
-      flags.set(name, Number(value));
-    } else if (s.kind === 'number') {
-      const v = Number(value);
-      if (value.trim() === '' || !Number.isFinite(v)) fail(`${shown} must be a number, got '${value}'`);
-      flags.set(name, v);
-    } else {
-      if (s.choices && !s.choices.includes(value)) fail(`${shown} must be one of ${s.choices.join(', ')}, got '${value}'`);
-      flags.set(name, value);
-    }
+  try {
+    return parseFlags(argv, spec);
+  } catch (e) {
+    if (e instanceof ArgumentError) throw new UsageError(e.message, command);
+    throw e;
   }
-  return { flags, positionals };
 }
 
 function positive(flags: Map<string, FlagValue>, name: string, command: UsageError['command']): number | undefined {

@@ -1,76 +1,13 @@
 /**
- * A small flag parser for the `degrade` and `eval` commands (no dependencies): `--flag value`,
- * `--flag=value`, short aliases, boolean flags, `--` ends the flags. Problems throw UsageError.
+ * Helpers of the `degrade` and `eval` commands: the shared flag parser (re-exported from
+ * ../cli/args.ts), image listing, atomic text writes.
  */
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
-
-export interface FlagSpec {
-  kind: 'string' | 'int' | 'bool';
-  short?: string;
-  choices?: readonly string[];
-}
-
-export type Flags = Map<string, string | number | true>;
-
-export function parseFlags(argv: readonly string[], spec: Record<string, FlagSpec>): { flags: Flags; positionals: string[] } {
-  const flags: Flags = new Map();
-  const positionals: string[] = [];
-  const byShort = new Map(Object.entries(spec).filter(([, s]) => s.short).map(([name, s]) => [s.short!, name]));
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!arg.startsWith('-') || arg === '-') {
-      positionals.push(arg);
-      continue;
-    }
-    let name: string | undefined;
-    let inline: string | undefined;
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
-      inline = eq < 0 ? undefined : arg.slice(eq + 1);
-      if (!(name in spec)) throw new UsageError(`unknown option --${name}`);
-    } else {
-      name = byShort.get(arg.slice(1));
-      if (name === undefined) throw new UsageError(`unknown option ${arg}`);
-    }
-    const s = spec[name]!;
-    if (flags.has(name)) throw new UsageError(`--${name} is given twice`);
-    if (s.kind === 'bool') {
-      if (inline !== undefined) throw new UsageError(`--${name} takes no value`);
-      flags.set(name, true);
-      continue;
-    }
-    let value = inline;
-    if (value === undefined) {
-      const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('-') && next !== '-' && !/^-\d/.test(next))) throw new UsageError(`--${name} needs a value`);
-      value = next;
-      i++;
-    }
-    if (s.kind === 'int') {
-      if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) throw new UsageError(`--${name} must be a whole number >= 0, got '${value}'`);
-      flags.set(name, Number(value));
-    } else {
-      if (s.choices && !s.choices.includes(value)) throw new UsageError(`--${name} must be one of ${s.choices.join(', ')}, got '${value}'`);
-      flags.set(name, value);
-    }
-  }
-  return { flags, positionals };
-}
+export { ArgumentError as UsageError, parseFlags, type FlagSpec, type Flags } from '../cli/args.js';
 
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp', '.tif', '.tiff']);
 
