@@ -98,6 +98,7 @@ const cases: [string, number[][], (g: Graph, xs: Value[]) => Value, Options?][] 
   ['MatMul, batched both sides', [[2, 2, 3, 4], [2, 1, 4, 2]], (_, [a, b]) => op.matmul(a!, b!)],
   ['Conv 2-D 3x3, padding 1, with bias', [[1, 2, 5, 5]], (g, [x]) => op.conv(x!, g.param('w', [3, 2, 3, 3]), g.param('b', [3]), { pads: [1, 1, 1, 1] }), { params: { w: [3, 2, 3, 3], b: [3] } }],
   ['Conv 2-D stride 2 after asymmetric (0,1,0,1) pad, odd size', [[2, 2, 5, 5]], (g, [x]) => op.conv(op.pad(x!, [0, 0, 0, 0, 0, 0, 1, 1]), g.param('w', [2, 2, 3, 3]), null, { stride: [2, 2] }), { params: { w: [2, 2, 3, 3] } }],
+  ['Conv 2-D grouped (2 groups), stride 2, padding 1', [[1, 4, 5, 5]], (g, [x]) => op.conv(x!, g.param('w', [6, 2, 3, 3]), g.param('b', [6]), { stride: [2, 2], pads: [1, 1, 1, 1], groups: 2 }), { params: { w: [6, 2, 3, 3], b: [6] } }],
   ['Conv 1-D kernel 1', [[2, 3, 4]], (g, [x]) => op.conv(x!, g.param('w', [2, 3, 1]), g.param('b', [2])), { params: { w: [2, 3, 1], b: [2] } }],
   ['LayerNormalization with scale and bias', [[2, 3, 6]], (g, [x]) => op.layerNorm(x!, g.param('s', [6]), g.param('b', [6]), 1e-5), { params: { s: [6], b: [6] } }],
   ['GroupNorm (ReduceMean form) with affine', [[2, 4, 3, 3]], (g, [x]) => groupNorm(x!, 2, g.param('w', [4]), g.param('b', [4]), 1e-6), { params: { w: [4], b: [4] } }],

@@ -52,20 +52,29 @@ function convRule(n: Node, [g]: (Value | undefined)[], needs: boolean[]): (Value
   const gv = g!;
   const graph = gv.graph;
   const sp = x.rank - 2;
-  if ((attrInt(n, 'group') ?? 1) !== 1) graph.fail('Conv gradient: grouped convolutions are not supported');
+  const groups = attrInt(n, 'group') ?? 1;
   if ((attrInts(n, 'dilations') ?? []).some((d) => d !== 1)) graph.fail('Conv gradient: dilated convolutions are not supported');
   const stride = attrInts(n, 'strides') ?? Array(sp).fill(1);
   const pads = attrInts(n, 'pads') ?? Array(2 * sp).fill(0);
   const out: (Value | undefined)[] = [];
-  out[0] = needs[0] ? op.convTranspose(gv, w, { stride, pads, outputShape: x.shape.slice(2) }) : undefined;
+  out[0] = needs[0] ? op.convTranspose(gv, w, { stride, pads, outputShape: x.shape.slice(2), groups }) : undefined;
   if (needs[1]) {
     // dL/dW[o, i, k] = sum over batch and positions of g[o] * x_padded[i] shifted by k: a convolution
-    // of the padded input (channels as batch) with the output gradient as kernel, dilated by the stride.
+    // of the padded input (channels as batch) with the output gradient as kernel, dilated by the
+    // stride. Grouped convolutions do this per group (input and output channels split alike).
     const swap01 = [1, 0, ...Array.from({ length: sp }, (_, i) => i + 2)];
     const padded = pads.some((p) => p !== 0) ? op.pad(x, [0, 0, ...pads.slice(0, sp), 0, 0, ...pads.slice(sp)]) : x;
-    let gw = op.conv(op.transpose(padded, swap01), op.transpose(gv, swap01), null, { dilations: stride });
-    for (let i = 0; i < sp; i++) if (gw.shape[2 + i] !== w.shape[2 + i]) gw = op.slice(gw, 2 + i, 0, w.shape[2 + i]!);
-    out[1] = op.transpose(gw, swap01);
+    const weightGrad = (xin: Value, gout: Value) => {
+      let gw = op.conv(op.transpose(xin, swap01), op.transpose(gout, swap01), null, { dilations: stride });
+      for (let i = 0; i < sp; i++) if (gw.shape[2 + i] !== w.shape[2 + i]) gw = op.slice(gw, 2 + i, 0, w.shape[2 + i]!);
+      return op.transpose(gw, swap01);
+    };
+    if (groups === 1) out[1] = weightGrad(padded, gv);
+    else {
+      const xs = op.split(padded, 1, groups);
+      const gs = op.split(gv, 1, groups);
+      out[1] = op.concat(xs.map((xi, i) => weightGrad(xi, gs[i]!)), 0);
+    }
   }
   if (b && needs[2]) out[2] = op.reduceSum(gv, [0, ...Array.from({ length: sp }, (_, i) => i + 2)], false);
   return out;

@@ -310,9 +310,10 @@ export function expand(x: Value, shape: Value): Value {
   return one(g, 'Expand', [x, shape], x.dtype, broadcastShapes(g, x.shape, shape.known, 'Expand'));
 }
 
-export function convTranspose(x: Value, w: Value, opts: { stride: number[]; pads: number[]; outputShape: number[] }): Value {
+export function convTranspose(x: Value, w: Value, opts: { stride: number[]; pads: number[]; outputShape: number[]; groups?: number }): Value {
   const g = x.graph;
   const sp = x.rank - 2;
+  const groups = opts.groups ?? 1;
   if (w.shape[0] !== x.shape[1]) g.fail(`ConvTranspose: input has ${x.shape[1]} channels, weight ${shapeStr(w.shape)}`);
   const spatial = opts.outputShape;
   const outputPadding = spatial.map((size, i) => {
@@ -321,8 +322,8 @@ export function convTranspose(x: Value, w: Value, opts: { stride: number[]; pads
     if (extra < 0 || extra >= opts.stride[i]!) g.fail(`ConvTranspose: cannot reach output size ${size} from ${x.shape[2 + i]}`);
     return extra;
   });
-  return one(g, 'ConvTranspose', [x, w], x.dtype, [x.shape[0]!, w.shape[1]!, ...spatial], {
-    kernel_shape: ints(w.shape.slice(2)), strides: ints(opts.stride), pads: ints(opts.pads), output_padding: ints(outputPadding),
+  return one(g, 'ConvTranspose', [x, w], x.dtype, [x.shape[0]!, w.shape[1]! * groups, ...spatial], {
+    kernel_shape: ints(w.shape.slice(2)), strides: ints(opts.stride), pads: ints(opts.pads), output_padding: ints(outputPadding), group: int(groups),
   });
 }
 
