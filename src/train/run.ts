@@ -57,8 +57,17 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
       fs.appendFileSync(path.join(cfg.out, 'log.jsonl'), JSON.stringify(log) + '\n');
       const elapsed = (performance.now() - started) / 1000;
       const eta = (elapsed / (s - firstStep)) * (last - s);
-      say(`step ${s}/${cfg.steps}  loss ${log.loss.toFixed(5)}  lr ${log.lr.toExponential(2)}  |g| ${log.gradNorm.toFixed(3)}  ${log.imagesPerSecond.toFixed(1)} img/s  ETA ${fmtTime(eta)}` +
-        (log.val ? `  val loss ${log.val.loss.toFixed(5)}  val PSNR ${log.val.psnr.toFixed(2)} dB (degraded input ${log.val.inputPsnr.toFixed(2)} dB)` : ''));
+      const status = `step ${s}/${cfg.steps}  loss ${log.loss.toFixed(5)}  lr ${log.lr.toExponential(2)}  |g| ${log.gradNorm.toFixed(3)}  ${log.imagesPerSecond.toFixed(1)} img/s  ETA ${fmtTime(eta)}`;
+      const val = log.val ? `  val loss ${log.val.loss.toFixed(5)}  val PSNR ${log.val.psnr.toFixed(2)} dB (degraded input ${log.val.inputPsnr.toFixed(2)} dB)` : '';
+      if (!opts.onLog && process.stderr.isTTY) {
+        // On a terminal: one progress bar redrawn in place; evaluations stay on their own lines.
+        const width = 24;
+        const filled = Math.round((width * s) / cfg.steps);
+        process.stderr.write(`\r\x1b[K[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${status}`);
+        if (val || s === last) process.stderr.write(`${val}\n`);
+      } else {
+        say(status + val);
+      }
       if (s % cfg.checkpointEvery === 0 || s === last) {
         trainer.saveCheckpoint(ckptDir);
         await trainer.writeCurve(path.join(cfg.out, 'loss.png'));
