@@ -210,7 +210,7 @@ export class OSDFace {
    * landmarks, loaded on first use with the model's threads, or `opts.detector`), aligns each to
    * the FFHQ 5-point template at the model's process size, restores the crops with this model
    * (as `restore` does) and pastes them back with soft masks into the photo, upscaled by
-   * `opts.upscale` (1, 2 or 4; background 'lanczos' or 'none'). Pixels outside every face mask are
+   * `opts.upscale` (1, 2 or 4; background 'lanczos', 'esrgan' or 'none'). Pixels outside every face mask are
    * the (upscaled) input's. The input's EXIF orientation is applied, grey is expanded to RGB, and
    * its alpha channel comes back as `image.alpha`. A photo without a face comes back unchanged
    * (or only upscaled) with a notice; faces with an eye distance under `minEyeDistance` (default
@@ -260,7 +260,8 @@ export class OSDFace {
       return out;
     };
     const detector = photoOpts.detector ?? (photoOpts.faces ? undefined : await this.detector());
-    const res = await restorePhoto(image, restoreCrops, { ...photoOpts, faceSize: this.processSize, ...(detector ? { detector } : {}) });
+    const threads = photoOpts.threads ?? this.threads;
+    const res = await restorePhoto(image, restoreCrops, { ...photoOpts, faceSize: this.processSize, ...(detector ? { detector } : {}), ...(threads !== undefined ? { threads } : {}) });
     return base === undefined ? res : { ...res, seed: base };
   }
 

@@ -92,7 +92,7 @@ after(() => {
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
-test('usage: detect / degrade / eval are commands; photo-only flags, --size and --bg-upsampler esrgan are checked', { skip }, () => {
+test('usage: detect / degrade / eval are commands; photo-only flags, --size and --bg-upsampler are checked', { skip }, () => {
   const help = osdface('--help');
   assert.equal(help.status, 0);
   for (const c of ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train']) assert.match(help.stdout, new RegExp(`osdface ${c} `));
@@ -100,19 +100,16 @@ test('usage: detect / degrade / eval are commands; photo-only flags, --size and 
   assert.match(osdface('degrade', '--help').stdout, /usage: osdface degrade/);
   assert.match(osdface('eval', '--help').stdout, /usage: osdface eval/);
   const restoreHelp = osdface('restore', '--help').stdout;
-  for (const flag of ['--aligned', '--upscale 1|2|4', '--bg-upsampler lanczos|none', '--only-center-face', '--max-faces', '--min-eye-distance', '--save-faces', '--compare']) {
+  for (const flag of ['--aligned', '--upscale 1|2|4', '--bg-upsampler lanczos|esrgan|none', '--only-center-face', '--max-faces', '--min-eye-distance', '--save-faces', '--compare']) {
     assert.ok(restoreHelp.includes(flag), `restore --help mentions ${flag}`);
   }
-  assert.match(restoreHelp, /esrgan is not available/);
+  assert.match(restoreHelp, /@upscalerjs\/esrgan-slim/);
 
   const photo = path.join(inputs, 'group.jpg');
   const out = path.join(work, 'unused');
-  const esrgan = osdface('restore', photo, '-o', out, '--model', modelDir, '--bg-upsampler', 'esrgan');
-  assert.equal(esrgan.status, 2);
-  assert.match(esrgan.stderr, /--bg-upsampler esrgan is not available: no pretrained ESRGAN model ships with osdface.*use --bg-upsampler lanczos \(the default\) or none/);
   const other = osdface('restore', photo, '-o', out, '--model', modelDir, '--bg-upsampler', 'bicubic');
   assert.equal(other.status, 2);
-  assert.match(other.stderr, /--bg-upsampler must be one of lanczos, none/);
+  assert.match(other.stderr, /--bg-upsampler must be one of lanczos, esrgan, none, got 'bicubic'/);
   const three = osdface('restore', photo, '-o', out, '--model', modelDir, '--upscale', '3');
   assert.equal(three.status, 2);
   assert.match(three.stderr, /--upscale must be one of 1, 2, 4, got '3'/);
@@ -238,4 +235,21 @@ test("API restorePhoto: latent 'sample' with a seed gives face k seed + k, whate
   } finally {
     await model.dispose();
   }
+});
+
+test('--upscale 2 --bg-upsampler esrgan on a photo without a face: an image of twice the size, close to lanczos', { skip }, async () => {
+  const out = path.join(work, 'esrgan');
+  const r = osdface('restore', path.join(inputs, 'gradient.png'), '-o', out, '--model', modelDir, '--upscale', '2', '--bg-upsampler', 'esrgan', '--threads', '2', '--json');
+  assert.equal(r.status, 0, r.stderr);
+  const summary = JSON.parse(r.stdout) as Summary;
+  assert.equal(summary.ok, 1);
+  const e = summary.images[0]!;
+  assert.match(e.notices![0]!, /no face found: the image is returned upscaled x2 only/);
+  const img = await pixels(e.output!);
+  assert.deepEqual([img.width, img.height], [320, 240]);
+  // a smooth gradient: the network's x2 stays near lanczos (mean absolute difference, 0..255)
+  const lanczos = await sharp(path.join(inputs, 'gradient.png')).resize(320, 240, { kernel: 'lanczos3', fit: 'fill' }).raw().toBuffer();
+  let sum = 0;
+  for (let i = 0; i < lanczos.length; i++) sum += Math.abs(lanczos[i]! - img.rgb[i]!);
+  assert.ok(sum / lanczos.length < 8, `mean |esrgan - lanczos| ${(sum / lanczos.length).toFixed(2)}`);
 });

@@ -16,7 +16,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { OSDFace, type RestoredImage } from '../osdface.js';
 import { FaceDetector } from '../face/detector.js';
 import { sideBySide } from '../photo/compare.js';
-import type { PhotoImage } from '../photo/restore_photo.js';
+import type { BackgroundUpsampler, PhotoImage } from '../photo/restore_photo.js';
 import { convertRelease, type ConvertOptions } from '../pipeline/convert.js';
 import { HOW_TO_CONVERT, ModelDirError, readManifest, type Manifest } from '../pipeline/manifest.js';
 import { decodeImage, encodeImage, writeImageAtomic, type DecodedImage, type ImageFormat } from '../image/io.js';
@@ -81,9 +81,10 @@ options:
 
 whole photos (the default):
   --upscale 1|2|4        output scale (default 1)
-  --bg-upsampler lanczos|none
-                         how the background is upscaled: lanczos (default) or none (pixels
-                         repeated). esrgan is not available: no ESRGAN model ships with osdface
+  --bg-upsampler lanczos|esrgan|none
+                         how the background is upscaled: lanczos (default), esrgan (the x2/x4
+                         ESRGAN-slim network of @upscalerjs/esrgan-slim, tiled) or none (pixels
+                         repeated)
   --only-center-face     restore only the face nearest the centre of the photo
   --max-faces <N>        restore at most N faces, the largest first
   --min-eye-distance <px>
@@ -412,10 +413,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
     throw usage('--size applies to --aligned face crops; a restored photo has the input\'s size times --upscale');
   }
   const bg = flags.get('bg-upsampler') as string | undefined;
-  if (bg === 'esrgan') {
-    throw usage('--bg-upsampler esrgan is not available: no pretrained ESRGAN model ships with osdface (nothing is downloaded at run time); use --bg-upsampler lanczos (the default) or none');
-  }
-  if (bg !== undefined && bg !== 'lanczos' && bg !== 'none') throw usage(`--bg-upsampler must be one of lanczos, none, got '${bg}' (esrgan is not available)`);
+  if (bg !== undefined && bg !== 'lanczos' && bg !== 'esrgan' && bg !== 'none') throw usage(`--bg-upsampler must be one of lanczos, esrgan, none, got '${bg}'`);
   if (positionals.length === 0) throw usage('no input images given');
   const modelDir = flags.get('model') as string | undefined;
   if (modelDir === undefined) throw usage(`--model <model dir> is required: a model directory converted from the official weights; ${HOW_TO_CONVERT}`);
@@ -496,7 +494,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
   const photo: PhotoSettings = {
     latent, format, compare, batch,
     upscale: Number(flags.get('upscale') ?? 1) as 1 | 2 | 4,
-    background: (bg ?? 'lanczos') as 'lanczos' | 'none',
+    background: (bg ?? 'lanczos') as BackgroundUpsampler,
     onlyCenterFace: flags.has('only-center-face'),
     saveFaces: flags.has('save-faces') ? path.join(outDir, 'faces') : null,
     ...(maxFaces !== undefined ? { maxFaces } : {}),
@@ -639,7 +637,7 @@ interface PhotoSettings {
   compare: boolean;
   batch: number;
   upscale: 1 | 2 | 4;
-  background: 'lanczos' | 'none';
+  background: BackgroundUpsampler;
   onlyCenterFace: boolean;
   maxFaces?: number;
   minEyeDistance?: number;

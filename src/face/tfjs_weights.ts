@@ -16,7 +16,7 @@ export interface NamedWeight {
   data: Float32Array;
 }
 
-interface ManifestEntry {
+export interface ManifestEntry {
   name: string;
   shape: number[];
   dtype: string;
@@ -43,12 +43,24 @@ function float16ToFloat32(h: number): number {
 /** Reads every weight of `<dir>/<name>-weights_manifest.json` as float32. */
 export function readTfjsWeights(dir: string, name: string): Map<string, NamedWeight> {
   const manifestFile = path.join(dir, `${name}-weights_manifest.json`);
-  let groups: { paths: string[]; weights: ManifestEntry[] }[];
+  let groups: TfjsWeightGroups;
   try {
     groups = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
   } catch (e) {
     throw new TfjsWeightError(manifestFile, `cannot read weights manifest: ${(e as Error).message.split('\n')[0]}`);
   }
+  return decodeTfjsWeights(dir, groups, manifestFile);
+}
+
+/** A list of tfjs weight groups (a manifest, or a layers model.json's `weightsManifest`). */
+export type TfjsWeightGroups = { paths: string[]; weights: ManifestEntry[] }[];
+
+/**
+ * Reads the weights of manifest `groups` (shards relative to `dir`) as float32; `file` names the
+ * manifest in errors.
+ */
+export function decodeTfjsWeights(dir: string, groups: TfjsWeightGroups, file: string): Map<string, NamedWeight> {
+  const manifestFile = file;
   if (!Array.isArray(groups)) throw new TfjsWeightError(manifestFile, 'not a weights manifest (expected a list of groups)');
   const out = new Map<string, NamedWeight>();
   for (const group of groups) {

@@ -2,8 +2,9 @@
 export {
   pasteFace, restorePhoto, upscaleBackground,
   type BackgroundUpsampler, type FaceStatus, type PasteOptions, type PhotoFace, type PhotoImage, type RestoreCrops,
-  type RestorePhotoOptions, type RestorePhotoResult,
+  type RestorePhotoOptions, type RestorePhotoResult, type UpscaleBackgroundOptions,
 } from './restore_photo.js';
+export { buildEsrgan, defaultEsrganPackageDir, EsrganUpscaler, type EsrganScale, type EsrganTileOptions } from './esrgan.js';
 export { sideBySide } from './compare.js';
 export {
   defaultFaceModelDir, FaceDetector, fivePointsFrom68,

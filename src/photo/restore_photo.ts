@@ -13,6 +13,7 @@
  */
 import sharp from 'sharp';
 import type { RgbImage } from '../image/io.js';
+import { EsrganUpscaler, type EsrganScale, type EsrganTileOptions } from './esrgan.js';
 import { FaceDetector, type Box, type DetectOptions, type DetectedFace, type Landmarks5 } from '../face/detector.js';
 import { affineScale, alignFace, applyAffine, composeAffine, FFHQ_BORDER_FILL, invertAffine, type Affine } from '../face/align.js';
 
@@ -24,16 +25,19 @@ export interface PhotoImage extends RgbImage {
   alpha?: Uint8Array;
 }
 
-export type BackgroundUpsampler = 'lanczos' | 'none';
+export type BackgroundUpsampler = 'esrgan' | 'lanczos' | 'none';
 
 export interface RestorePhotoOptions {
   /** Output scale (default 1). */
   upscale?: 1 | 2 | 4;
   /**
-   * How the background is upscaled when upscale > 1: 'lanczos' (sharp's lanczos3, default) or
-   * 'none' (nearest neighbour, so the background pixels are only repeated).
+   * How the background is upscaled when upscale > 1: 'lanczos' (sharp's lanczos3, default),
+   * 'esrgan' (the x2 / x4 ESRGAN-slim network of @upscalerjs/esrgan-slim, tiled; src/photo/esrgan.ts)
+   * or 'none' (nearest neighbour, so the background pixels are only repeated).
    */
   background?: BackgroundUpsampler;
+  /** ONNX Runtime threads for the 'esrgan' background (default: all cores). */
+  threads?: number;
   /** Restore only the face nearest the image centre. */
   onlyCenterFace?: boolean;
   /** Restore at most this many faces, the largest first (by eye distance); the rest are reported. */
@@ -99,13 +103,37 @@ async function resizePixels(data: Uint8Array, width: number, height: number, cha
   return out;
 }
 
-/** Upscales `img` (and its alpha) by `factor`. */
-export async function upscaleBackground(img: PhotoImage, factor: number, how: BackgroundUpsampler = 'lanczos'): Promise<PhotoImage> {
+export interface UpscaleBackgroundOptions extends EsrganTileOptions {
+  /** ONNX Runtime threads for 'esrgan' (default: all cores). */
+  threads?: number;
+}
+
+/**
+ * Upscales `img` (and its alpha) by `factor`. With 'esrgan' the RGB goes through the ESRGAN-slim
+ * network of that scale (x2 or x4; other factors: x4, then lanczos3 to the size), tiled
+ * (`opts.tile`, `opts.overlap`); the alpha channel is resized with lanczos3.
+ */
+export async function upscaleBackground(img: PhotoImage, factor: number, how: BackgroundUpsampler = 'lanczos', opts: UpscaleBackgroundOptions = {}): Promise<PhotoImage> {
   if (factor === 1) return { data: Uint8Array.from(img.data), width: img.width, height: img.height, channels: 3, ...(img.alpha ? { alpha: Uint8Array.from(img.alpha) } : {}) };
   const W = img.width * factor;
   const H = img.height * factor;
-  const kernel = how === 'lanczos' ? 'lanczos3' : 'nearest';
-  const data = await resizePixels(img.data, img.width, img.height, 3, W, H, kernel);
+  const kernel = how === 'none' ? 'nearest' : 'lanczos3';
+  let data: Uint8Array;
+  if (how === 'esrgan') {
+    const scale: EsrganScale = factor === 2 ? 2 : 4;
+    const net = await EsrganUpscaler.load(scale, opts.threads !== undefined ? { threads: opts.threads } : {});
+    try {
+      const tiles: EsrganTileOptions = {};
+      if (opts.tile !== undefined) tiles.tile = opts.tile;
+      if (opts.overlap !== undefined) tiles.overlap = opts.overlap;
+      const up = await net.upscale(img, tiles);
+      data = up.width === W && up.height === H ? up.data : await resizePixels(up.data, up.width, up.height, 3, W, H, 'lanczos3');
+    } finally {
+      await net.dispose();
+    }
+  } else {
+    data = await resizePixels(img.data, img.width, img.height, 3, W, H, kernel);
+  }
   const alpha = img.alpha ? await resizePixels(img.alpha, img.width, img.height, 1, W, H, kernel) : undefined;
   return alpha ? { data, width: W, height: H, channels: 3, alpha } : { data, width: W, height: H, channels: 3 };
 }
@@ -248,7 +276,7 @@ export async function restorePhoto(image: PhotoImage, restoreCrops: RestoreCrops
     throw new Error(`restorePhoto: restoreCrops returned ${Array.isArray(restored) ? restored.length : typeof restored} image(s) for ${crops.length} crop(s)`);
   }
 
-  const out = await upscaleBackground(image, upscale, opts.background ?? 'lanczos');
+  const out = await upscaleBackground(image, upscale, opts.background ?? 'lanczos', opts.threads !== undefined ? { threads: opts.threads } : {});
   // pixel centres: output pixel X covers input (X + 0.5) / upscale - 0.5, as sharp resizes
   const toOut: Affine = [upscale, 0, 0.5 * upscale - 0.5, 0, upscale, 0.5 * upscale - 0.5];
   todo.forEach((f, i) => {
