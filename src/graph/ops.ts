@@ -256,13 +256,6 @@ export function minWithIndex(x: Value, axis: number): { values: Value; indices: 
   return { values, indices };
 }
 
-export function instanceNorm(x: Value, scale: Value, bias: Value, epsilon: number): Value {
-  const g = x.graph;
-  const c = x.shape[1]!;
-  if (scale.shape[0] !== c || bias.shape[0] !== c) g.fail(`InstanceNormalization: ${c} channels, scale ${shapeStr(scale.shape)}`);
-  return one(g, 'InstanceNormalization', [x, scale, bias], x.dtype, x.shape, { epsilon: float(epsilon) });
-}
-
 export function layerNorm(x: Value, scale: Value, bias: Value, epsilon: number): Value {
   const g = x.graph;
   const c = x.shape[x.rank - 1]!;

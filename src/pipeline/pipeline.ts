@@ -116,8 +116,7 @@ export class OSDFacePipeline {
   async vre(image: FloatTensor): Promise<VreResult> {
     const out = await this.s.vre.run({ image });
     const { tokens, indices } = selectCodes(out.min_distance!, out.code_index!, this.settings.codebook, this.settings.nMin);
-    const prompt = (await this.s.embeddingChange.run({ tokens })).prompt as FloatTensor;
-    return { z: out.z as FloatTensor, tokens, indices, prompt };
+    return { z: out.z as FloatTensor, tokens, indices, prompt: await this.embeddingChange(tokens) };
   }
 
   async embeddingChange(tokens: FloatTensor): Promise<FloatTensor> {
