@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { decodeImage, encodeImage, writeImageAtomic, type RgbImage } from '../image/io.js';
 import {
-  baseName, errorMessage, isMainModule, listImages, parseFlags, UsageError, writeTextAtomic,
+  baseName, errorMessage, isMainModule, listImages, parseFlags, UsageError, writeFileAtomic,
 } from '../degrade/args.js';
 import { resize, toBytes, toFloat, INTERPOLATIONS, type Interpolation } from '../degrade/ops.js';
 import { degrade, PRESET_NAMES, PRESETS, type DegradationRecord, type PresetName } from '../degrade/recipe.js';
@@ -179,7 +179,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   report.failed = report.images.filter((e) => e.error !== undefined).length;
   const text = JSON.stringify(report, null, 2) + '\n';
-  writeTextAtomic(path.join(outDir, 'degradations.json'), text);
+  writeFileAtomic(path.join(outDir, 'degradations.json'), text);
   if (flags.has('json')) process.stdout.write(text);
   process.stderr.write(`${report.images.length - report.failed} degraded, ${report.failed} failed; record: ${path.join(outDir, 'degradations.json')}\n`);
   return report.failed > 0 ? 1 : 0;

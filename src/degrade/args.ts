@@ -27,12 +27,12 @@ export function baseName(file: string): string {
   return ext ? b.slice(0, -ext.length) : b;
 }
 
-/** Writes `text` to `<file>.tmp-<pid>` and renames it over `file` (creating the folder). */
-export function writeTextAtomic(file: string, text: string): void {
+/** Writes `data` to `<file>.tmp-<pid>` and renames it over `file` (creating the folder). */
+export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
   try {
-    fs.writeFileSync(tmp, text);
+    fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, file);
   } catch (e) {
     fs.rmSync(tmp, { force: true });

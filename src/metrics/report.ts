@@ -6,7 +6,7 @@
 
 import sharp from 'sharp';
 import { decodeImage } from '../image/io.js';
-import { errorMessage, writeTextAtomic } from '../degrade/args.js';
+import { errorMessage, writeFileAtomic } from '../degrade/args.js';
 import { formatValue, HIGHER_IS_BETTER, type EvaluationResult, type ImageResult } from './evaluate.js';
 
 export interface ReportOptions {
@@ -88,5 +88,5 @@ img{image-rendering:auto;display:block}.missing{display:flex;align-items:center;
 
 /** Writes the report to `file` atomically. */
 export async function writeReport(file: string, r: EvaluationResult, opts: ReportOptions = {}): Promise<void> {
-  writeTextAtomic(file, await buildReport(r, opts));
+  writeFileAtomic(file, await buildReport(r, opts));
 }

@@ -3,13 +3,12 @@
  * scale/shift, colour jitter) and the degradation recipe producing its LQ partner. Every random
  * choice comes from a generator keyed by (seed, step, index), so a resumed run sees the same batches.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { decodeImage, type RgbImage } from '../image/io.js';
 import { Random } from '../degrade/random.js';
 import { degrade, PRESETS, type PresetName } from '../degrade/recipe.js';
-import { IMAGE_EXTENSIONS } from '../degrade/args.js';
+import { IMAGE_EXTENSIONS, listImages } from '../degrade/args.js';
 import { type FloatTensor, floatTensor } from '../tensor.js';
 
 export interface AugmentConfig {
@@ -26,10 +25,6 @@ export interface Batch {
 
 /** Room around the face for scale/shift augmentation, as a fraction of the training size. */
 const MARGIN = 1.25;
-
-function listImages(dir: string): string[] {
-  return fs.readdirSync(dir).filter((f) => IMAGE_EXTENSIONS.has(path.extname(f).toLowerCase())).sort().map((f) => path.join(dir, f));
-}
 
 async function resizeSquare(img: RgbImage, side: number): Promise<RgbImage> {
   const { data, info } = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })

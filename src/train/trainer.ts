@@ -25,6 +25,7 @@ import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
 import type { TrainConfig } from './config.js';
 import { FaceDataset, type Batch } from './data.js';
 import { initParam } from './init.js';
+import { writeFileAtomic } from '../degrade/args.js';
 import { adamWStep, newAdamWState, type AdamWState } from './optim.js';
 import { lossCurvePng, sampleSheetPng } from './plot.js';
 import { GanCritic } from './discriminator.js';
@@ -46,12 +47,6 @@ export interface StepLog {
 }
 
 const SD_SCHEDULE = new Config({ beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000 }, 'SD schedule');
-
-function writeAtomic(file: string, data: string | Buffer): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, data);
-  fs.renameSync(tmp, file);
-}
 
 function psnr(a: Float32Array, b: Float32Array, from: number, n: number): number {
   let se = 0;
@@ -296,13 +291,13 @@ export class Trainer {
   }
 
   async writeSamples(file: string, out: FloatTensor): Promise<void> {
-    writeAtomic(file, await sampleSheetPng([this.val!.lq, out, this.val!.hq], 4));
+    writeFileAtomic(file, await sampleSheetPng([this.val!.lq, out, this.val!.hq], 4));
   }
 
   async writeCurve(file: string): Promise<void> {
     const train = this.logs.map((l) => ({ step: l.step, value: l.loss }));
     const val = this.logs.filter((l) => l.val).map((l) => ({ step: l.step, value: l.val!.loss }));
-    writeAtomic(file, await lossCurvePng([{ name: 'train loss', colour: '#1f77b4', points: train }, { name: 'validation loss', colour: '#d62728', points: val }], 'OSDFace training'));
+    writeFileAtomic(file, await lossCurvePng([{ name: 'train loss', colour: '#1f77b4', points: train }, { name: 'validation loss', colour: '#d62728', points: val }], 'OSDFace training'));
   }
 
   /** Parameters, optimizer moments and the step, written atomically; `latest.json` is updated last. */
@@ -324,7 +319,7 @@ export class Trainer {
       tensors.set(`adam_v/${k}`, floatTensor(shape, this.dOpt!.v.get(k)!));
     }
     writeSafetensors(path.join(dir, name), tensors, { step: String(this.opt.step), config: this.configHash });
-    writeAtomic(path.join(dir, 'latest.json'), JSON.stringify({ step: this.opt.step, file: name, config: this.configHash }));
+    writeFileAtomic(path.join(dir, 'latest.json'), JSON.stringify({ step: this.opt.step, file: name, config: this.configHash }));
     for (const f of fs.readdirSync(dir)) {
       if (/^step-\d+\.safetensors$/.test(f) && f !== name && Number(f.slice(5, 12)) < this.opt.step - 2 * this.cfg.checkpointEvery) fs.rmSync(path.join(dir, f));
     }
