@@ -407,7 +407,8 @@ test('corrupt and non-zip files are rejected, naming the file', { skip: noFixtur
 
   const legacy = path.join(dir, 'legacy.pth');
   fs.writeFileSync(legacy, Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc]));
-  throwsWeightError(() => loadTorchCheckpoint(legacy), legacy, 'legacy', 're-save');
+  // A legacy (non-zip) file whose first pickle, the magic number, is cut short.
+  throwsWeightError(() => loadTorchCheckpoint(legacy), legacy, 'magic number', 'truncated');
 
   const random = path.join(dir, 'random.pth');
   fs.writeFileSync(random, 'hello world');

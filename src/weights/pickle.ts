@@ -1,5 +1,6 @@
 /**
- * Restricted unpickler for the `data.pkl` inside torch.save archives (pickle protocols 2-5).
+ * Restricted unpickler for torch.save files (the `data.pkl` of zip archives, and the pickles of the
+ * legacy non-zip format: ./torch_legacy.ts), pickle protocols 2-5.
  *
  * Python's pickle is a small stack machine whose GLOBAL + REDUCE opcodes can call any
  * importable function (`os.system` included), so loading an untrusted checkpoint with a
@@ -8,11 +9,14 @@
  * bool, None) plus a fixed allow-list of "globals" that it implements natively:
  *
  *   collections.OrderedDict                       -> Map
- *   torch._utils._rebuild_tensor_v2               -> PickledTensor (a view description)
+ *   torch._utils._rebuild_tensor[_v2]             -> PickledTensor (a view description)
  *   torch._utils._rebuild_parameter[_with_state]  -> the underlying PickledTensor
  *   torch.<Float|Half|BFloat16|Double|Long|Int|Short|Char|Byte|Bool>Storage,
  *   torch[.storage].UntypedStorage                -> storage classes, only usable in persistent ids
  *   _codecs.encode(str, 'latin1')                 -> bytes (how protocol 2 spells bytes objects)
+ *   numpy.core.multiarray._reconstruct, numpy.ndarray, numpy.dtype, numpy.core.multiarray.scalar
+ *                                                 -> NumpyArray / numbers, decoded as data only
+ *                                                    (./numpy_pickle.ts; FID statistics files)
  *
  * Anything else (other globals, object-building opcodes on other classes, unknown opcodes)
  * is refused with a WeightFileError before any effect; nothing is ever executed.
@@ -26,6 +30,7 @@
 import { type DType, type Tensor, type TensorData, numel, shapeStr } from '../tensor.js';
 import { WeightFileError } from './errors.js';
 import type { ElementType } from './safetensors.js';
+import { NumpyArray, NumpyDType, NumpyPickleError, numpyScalar } from './numpy_pickle.js';
 
 /** What a `('storage', storage_type, key, location, numel)` persistent id says. */
 export interface StorageRef {
@@ -39,6 +44,11 @@ export interface StorageRef {
   location: string;
   /** Number of elements of `elementType`. */
   numel: number;
+  /**
+   * Legacy (non-zip) files only: the persistent id's view_metadata, when the pickled storage was a
+   * view of part of the storage `key`: its own key, element offset into `key` and element count.
+   */
+  view?: { key: string; offset: number; numel: number };
 }
 
 /** Decoded storage contents, as produced by the caller's loader. */
@@ -51,6 +61,8 @@ export interface HostStorage {
 export interface StorageHandle {
   ref: StorageRef;
   load(): HostStorage;
+  /** Drops the decoded storage from the loader's cache (it is decoded again if loaded again). */
+  release?(): void;
 }
 
 export interface UnpickleOptions {
@@ -138,7 +150,9 @@ export function isPickledTensor(v: unknown): v is PickledTensor {
 // ---------------------------------------------------------------------------------------------
 // Allowed globals
 
-type GlobalKind = 'ordered_dict' | 'rebuild_tensor_v2' | 'rebuild_parameter' | 'rebuild_parameter_with_state' | 'storage_class' | 'codecs_encode';
+type GlobalKind =
+  | 'ordered_dict' | 'rebuild_tensor' | 'rebuild_tensor_v2' | 'rebuild_parameter' | 'rebuild_parameter_with_state' | 'storage_class' | 'codecs_encode'
+  | 'numpy_reconstruct' | 'numpy_ndarray' | 'numpy_dtype' | 'numpy_scalar';
 
 /** An allow-listed global: inert data, interpreted by the unpickler itself. */
 class AllowedGlobal {
@@ -173,6 +187,18 @@ function lookupGlobal(module: string, name: string): AllowedGlobal | undefined {
       return new AllowedGlobal(module, name, 'ordered_dict');
     case 'torch._utils._rebuild_tensor_v2':
       return new AllowedGlobal(module, name, 'rebuild_tensor_v2');
+    case 'torch._utils._rebuild_tensor': // torch < 0.4 (legacy files)
+      return new AllowedGlobal(module, name, 'rebuild_tensor');
+    case 'numpy.core.multiarray._reconstruct':
+    case 'numpy._core.multiarray._reconstruct': // numpy >= 2
+      return new AllowedGlobal(module, name, 'numpy_reconstruct');
+    case 'numpy.ndarray':
+      return new AllowedGlobal(module, name, 'numpy_ndarray');
+    case 'numpy.dtype':
+      return new AllowedGlobal(module, name, 'numpy_dtype');
+    case 'numpy.core.multiarray.scalar':
+    case 'numpy._core.multiarray.scalar':
+      return new AllowedGlobal(module, name, 'numpy_scalar');
     case 'torch._utils._rebuild_parameter':
       return new AllowedGlobal(module, name, 'rebuild_parameter');
     case 'torch._utils._rebuild_parameter_with_state':
@@ -219,6 +245,16 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
   return new Unpickler(data, opts).run();
 }
 
+/**
+ * Decodes the pickle that starts at byte `start` of `data` and says where it ended (the byte
+ * after its STOP): legacy torch files are several pickles back to back, then raw storages.
+ */
+export function unpickleAt(data: Uint8Array, start: number, opts: UnpickleOptions): { value: unknown; end: number } {
+  const u = new Unpickler(data, opts, start);
+  const value = u.run();
+  return { value, end: u.position };
+}
+
 class Unpickler {
   private pos = 0;
   private stack: unknown[] = [];
@@ -230,16 +266,22 @@ class Unpickler {
   constructor(
     private readonly data: Uint8Array,
     private readonly opts: UnpickleOptions,
+    start = 0,
   ) {
+    this.pos = start;
     this.view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     this.label = opts.entry !== undefined ? `pickle '${opts.entry}'` : 'pickle';
+  }
+
+  get position(): number {
+    return this.pos;
   }
 
   private fail(problem: string, details: ConstructorParameters<typeof WeightFileError>[2] = {}): WeightFileError {
     return new WeightFileError(this.opts.file, `${this.label}: ${problem}`, details);
   }
 
-  private refuse(what: string, why = 'only plain containers and torch tensor/storage globals are allowed'): WeightFileError {
+  private refuse(what: string, why = 'only plain containers, torch tensor/storage globals and plain numpy arrays are allowed'): WeightFileError {
     return this.fail(`${what} is refused: ${why} (nothing was executed)`, {
       hint: 'if this checkpoint is trusted, re-save only the weights: torch.save(model.state_dict(), path)',
     });
@@ -609,7 +651,16 @@ class Unpickler {
       case 'ordered_dict':
         return this.orderedDict(args, at);
       case 'rebuild_tensor_v2':
-        return this.rebuildTensor(args, at);
+      case 'rebuild_tensor':
+        return this.rebuildTensor(args, at, fn.kind === 'rebuild_tensor' ? 4 : 6);
+      case 'numpy_reconstruct':
+        return this.numpy(at, () => NumpyArray.reconstruct(args, (v) => v instanceof AllowedGlobal && v.kind === 'numpy_ndarray'));
+      case 'numpy_dtype':
+        return this.numpy(at, () => NumpyDType.fromArgs(args));
+      case 'numpy_scalar':
+        return this.numpy(at, () => numpyScalar(args));
+      case 'numpy_ndarray':
+        throw this.refuse(`calling numpy.ndarray (REDUCE at byte ${at})`);
       case 'rebuild_parameter':
       case 'rebuild_parameter_with_state': {
         const data = args[0];
@@ -665,6 +716,10 @@ class Unpickler {
    * accepted and dropped. Everything else would mean running `__setstate__`: refused.
    */
   private build(obj: unknown, state: unknown, at: number): void {
+    if (obj instanceof NumpyArray || obj instanceof NumpyDType) {
+      this.numpy(at, () => obj.setState(state));
+      return;
+    }
     const isDictState = (s: unknown) => s === null || s instanceof Map;
     const ok =
       obj instanceof Map &&
@@ -672,27 +727,55 @@ class Unpickler {
     if (!ok) throw this.refuse(`BUILD at byte ${at} on ${describe(obj)} with ${describe(state)} state`);
   }
 
+  /** Runs a numpy rebuild step, turning its complaints into errors that name the file and byte. */
+  private numpy<T>(at: number, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof NumpyPickleError) throw this.refuse(`${e.message} (byte ${at})`, 'only plain numeric numpy arrays are rebuilt');
+      throw e;
+    }
+  }
+
+  /**
+   * `('storage', storage_type, key, location, numel)` as zip-format torch.save writes it, or
+   * `(..., view_metadata)` as the legacy format does, view_metadata being None or
+   * `(view_key, offset, view_numel)` (torch/serialization.py, _legacy_save / _legacy_load).
+   */
   private persistentLoad(pid: unknown, at: number): StorageHandle {
     if (!this.opts.persistentLoad) throw this.refuse(`persistent id at byte ${at} (no storage loader given)`);
-    if (!Array.isArray(pid) || pid.length !== 5 || pid[0] !== 'storage') {
-      throw this.refuse(`persistent id ${describe(pid)} at byte ${at} (only ('storage', type, key, location, numel) is understood)`);
+    if (!Array.isArray(pid) || (pid.length !== 5 && pid.length !== 6) || pid[0] !== 'storage') {
+      throw this.refuse(`persistent id ${describe(pid)} at byte ${at} (only ('storage', type, key, location, numel[, view]) is understood)`);
     }
-    const [, cls, key, location, n] = pid;
+    const [, cls, key, location, n, viewMeta] = pid;
+    let view: StorageRef['view'];
+    if (viewMeta !== undefined && viewMeta !== null) {
+      const [vKey, vOffset, vNumel] = Array.isArray(viewMeta) ? viewMeta : [];
+      if (!Array.isArray(viewMeta) || viewMeta.length !== 3 || typeof vKey !== 'string' || !isNonNegativeInt(vOffset) || !isNonNegativeInt(vNumel)) {
+        throw this.fail(`malformed storage view metadata at byte ${at}`, { expected: '(str view_key, int offset, int numel)', found: describe(viewMeta) });
+      }
+      view = { key: vKey, offset: vOffset, numel: vNumel };
+    }
     if (!(cls instanceof AllowedGlobal) || cls.kind !== 'storage_class' || cls.elementType === undefined) {
       throw this.refuse(`persistent id at byte ${at} with storage type ${describe(cls)}`);
     }
     if (typeof key !== 'string' || typeof location !== 'string' || !isNonNegativeInt(n)) {
       throw this.fail(`malformed storage persistent id at byte ${at}`, { expected: '(str key, str location, int numel)', found: describe(pid) });
     }
-    return this.opts.persistentLoad({ storageClass: cls.name, elementType: cls.elementType, key, location, numel: n });
+    return this.opts.persistentLoad({ storageClass: cls.name, elementType: cls.elementType, key, location, numel: n, ...(view ? { view } : {}) });
   }
 
-  /** `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])`. */
-  private rebuildTensor(args: unknown[], at: number): PickledTensor {
+  /**
+   * `_rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])`,
+   * or torch < 0.4's `_rebuild_tensor(storage, storage_offset, size, stride)` (minArgs 4).
+   */
+  private rebuildTensor(args: unknown[], at: number, minArgs: 4 | 6): PickledTensor {
     const [storage, offset, size, stride, requiresGrad] = args;
+    const name = minArgs === 4 ? '_rebuild_tensor' : '_rebuild_tensor_v2';
     const bad = (what: string) =>
-      this.fail(`torch._utils._rebuild_tensor_v2 at byte ${at}: ${what}`, { found: describe(args) });
-    if (args.length < 6 || args.length > 7) throw bad(`expected 6 or 7 arguments, got ${args.length}`);
+      this.fail(`torch._utils.${name} at byte ${at}: ${what}`, { found: describe(args) });
+    if (minArgs === 4 && args.length !== 4) throw bad(`expected 4 arguments, got ${args.length}`);
+    if (minArgs === 6 && (args.length < 6 || args.length > 7)) throw bad(`expected 6 or 7 arguments, got ${args.length}`);
     if (!isStorageHandle(storage)) throw bad('first argument is not a storage persistent id');
     if (!isNonNegativeInt(offset)) throw bad('storage_offset is not a non-negative integer');
     if (!Array.isArray(size) || !size.every(isNonNegativeInt)) throw bad('size is not a tuple of non-negative integers');
@@ -728,6 +811,8 @@ function hex(op: number): string {
 function describe(v: unknown): string {
   if (v instanceof AllowedGlobal) return `'${v.qualifiedName}'`;
   if (v instanceof PickledTensor) return `tensor ${shapeStr(v.size)}`;
+  if (v instanceof NumpyArray) return `numpy array ${shapeStr(v.shape)}`;
+  if (v instanceof NumpyDType) return `numpy dtype ${v.name}`;
   if (v === null) return 'None';
   if (v instanceof Map) return `dict(${v.size})`;
   if (v instanceof Set) return `set(${v.size})`;
