@@ -1,128 +1,85 @@
 /**
- * Tiled VAE: encode and decode large images tile by tile so that the networks' activations stay
- * bounded by the tile size, not the image size.
+ * Tiled VAE: the options (when to tile, how large a tile is) and the host-side tile arithmetic
+ * the tiled encoder and decoder (tiled_vae.ts) are built on: cutting a feature map into tile
+ * cores, cropping a tile with its halo, pasting a tile's core back, and accumulating the
+ * per-group sums a GroupNorm needs over all tiles.
  *
- * The image (or latent) is cut into overlapping tiles whose edges lie on the VAE's down-factor
- * grid, each tile runs through the unchanged encoder/decoder, and the overlaps are cross-faded
- * with cosine ramps. The 2-D weight of a tile is the product of its row and column weights, and
- * the 1-D weights of all tiles sum to 1 at every position, so every pixel is covered exactly once.
- *
- * Limits: each tile is normalised (GroupNorm) with its own statistics and its mid-block attention
- * sees only its own tokens, so the result is not the untiled one. Placement and blending are exact
- * for a local network (test/tiling.test.ts), but on the random-weight VAEs available here tiled
- * output differs from untiled by far more than 2/255 (up to 255/255 on a smooth image); closing
- * that gap needs whole-image GroupNorm statistics and attention inside the VAE graphs. A tile as
- * large as the input gives the untiled result exactly (the network is called once on the input).
+ * The tiling is exact, not blended: every convolution runs on tiles that read a halo of its own
+ * radius (1 pixel for the VAE's 3x3 convolutions, at the resolution the convolution runs at),
+ * so a tile's core is exactly the untiled output there; GroupNorms use statistics summed over
+ * the whole image and the mid-block attention attends over every latent position. There is
+ * therefore no overlap to choose: the halo follows from the network, and tiled output equals
+ * untiled output up to float summation order.
  */
 import { type FloatTensor, floatTensor, shapeStr } from '../tensor.js';
 
-export interface TileOptions {
-  /** Tile edge: output pixels for decode, input pixels for encode (rounded down to the down factor). */
+export interface VaeTileOptions {
+  /** Tile edge in image pixels. Each piece of the network tiles its own resolution with the same image area. */
   tileSize: number;
-  /** Least overlap of neighbouring tiles, in image pixels (rounded to the down factor). */
-  overlap: number;
-  /** Image pixels (H * W) above which the pipeline tiles automatically. */
+  /** Image pixels (H * W) above which the pipeline runs the VAE tiled. */
   threshold: number;
 }
 
+/** The pipeline's tiling setting: options (defaults filled in for the ones left out), or false for never. */
+export type VaeTiling = Partial<VaeTileOptions> | false;
+
 /**
- * Defaults, from measurements with the SD-2.1-sized VAE (random weights, 2 CPU threads):
- * 512-pixel tiles are the size the pipeline already runs the VAE at (process_size 512), so one
- * tile costs the memory of an ordinary run: a 1024 x 1024 encode + decode peaks at 3.6 GB RSS
- * tiled against 8.4 GB untiled. The 128-pixel overlap (16 latent pixels, 25 % of a tile) spans
- * most of the decoder's receptive field at latent resolution (about 17 latent pixels) and gives
- * 3 x 3 tiles for 1024 x 1024. A 2048 x 2048 tiled decode (25 tiles) peaks at 2.6 GB. Untiled
- * encode + decode peaks at 2.6 GB (512), 5.5 GB (768), 8.4 GB (1024): images up to 768 x 768 run
- * untiled (tiling is not seamless, so it is kept for sizes where memory needs it), and the
- * pipeline's 512 x 512 runs never tile.
+ * Defaults, from measurements with the SD-2.1-sized VAE (random weights, 2 CPU threads;
+ * bench/RESULTS.md, "Tiled VAE"): see there for the time and peak memory of each size. Images
+ * up to 768 x 768 run untiled (the pipeline's 512 x 512 runs never tile); above that, tiles of
+ * 512 image pixels keep the networks' working memory at what a 512 x 512 run needs.
  */
-export const DEFAULT_TILE_OPTIONS: Readonly<TileOptions> = Object.freeze({
+export const DEFAULT_VAE_TILING: Readonly<VaeTileOptions> = Object.freeze({
   tileSize: 512,
-  overlap: 128,
   threshold: 768 * 768,
 });
 
 /** Defaults filled in and checked. */
-export function resolveTileOptions(opts: Partial<TileOptions> = {}): TileOptions {
-  const o: TileOptions = { ...DEFAULT_TILE_OPTIONS };
-  for (const k of ['tileSize', 'overlap', 'threshold'] as const) if (opts[k] !== undefined) o[k] = opts[k];
-  if (!Number.isFinite(o.tileSize) || o.tileSize <= 0) throw new Error(`tile size must be a positive number, got ${o.tileSize}`);
-  if (!Number.isFinite(o.overlap) || o.overlap < 0) throw new Error(`tile overlap must be a non-negative number, got ${o.overlap}`);
-  if (Number.isNaN(o.threshold) || o.threshold < 0) throw new Error(`tiling threshold must be a non-negative number of pixels, got ${o.threshold}`);
+export function resolveVaeTiling(opts: Partial<VaeTileOptions> = {}): VaeTileOptions {
+  if (typeof opts !== 'object' || opts === null) throw new TypeError(`VAE tiling must be an options object or false, got ${String(opts)}`);
+  for (const k of Object.keys(opts)) {
+    if (k !== 'tileSize' && k !== 'threshold') {
+      const hint = k === 'overlap' ? ' (tiles are exact: each reads the halo its convolutions need, so there is no overlap to set)' : '';
+      throw new RangeError(`unknown VAE tiling option '${k}'${hint}`);
+    }
+  }
+  const o: VaeTileOptions = { ...DEFAULT_VAE_TILING };
+  if (opts.tileSize !== undefined) o.tileSize = opts.tileSize;
+  if (opts.threshold !== undefined) o.threshold = opts.threshold;
+  if (!Number.isInteger(o.tileSize) || o.tileSize < 8) throw new RangeError(`VAE tile size must be an integer of at least 8 pixels, got ${String(o.tileSize)}`);
+  if (typeof o.threshold !== 'number' || Number.isNaN(o.threshold) || o.threshold < 0) {
+    throw new RangeError(`VAE tiling threshold must be a non-negative number of pixels, got ${String(o.threshold)}`);
+  }
   return o;
 }
 
 /**
- * The tile options to use for an image of `pixels` (H * W) pixels, or null to run untiled:
- * `false` never tiles; otherwise tiling switches on above the threshold.
+ * The tile options for an H x W image, or null to run untiled: never with `false`; otherwise
+ * when the image has more pixels than the threshold and does not fit in one tile.
  */
-export function tilingFor(pixels: number, tiling: Partial<TileOptions> | false | undefined): TileOptions | null {
+export function vaeTilingFor(height: number, width: number, tiling: VaeTiling | undefined): VaeTileOptions | null {
   if (tiling === false) return null;
-  const o = resolveTileOptions(tiling);
-  return pixels > o.threshold ? o : null;
+  const o = resolveVaeTiling(tiling);
+  return height * width > o.threshold && (height > o.tileSize || width > o.tileSize) ? o : null;
 }
 
-/** One tile along one axis, in grid units (latent pixels). */
-export interface Span {
-  start: number;
-  size: number;
-}
-
-/**
- * Cuts [0, length) into the fewest tiles of `tile` units that overlap by at least `overlap`,
- * spread evenly (so every tile has the full size and all overlaps are about equal).
- */
-export function planSpans(length: number, tile: number, overlap: number): Span[] {
+/** Cuts [0, length) into ceil(length / tile) nearly equal parts; returns the n + 1 boundaries. */
+export function splitEven(length: number, tile: number): number[] {
   if (!Number.isInteger(length) || length < 1) throw new Error(`cannot tile a length of ${length}`);
-  if (!Number.isInteger(tile) || tile < 1) throw new Error(`tile of ${tile} units`);
-  if (length <= tile) return [{ start: 0, size: length }];
-  const ov = Math.min(Math.max(0, Math.round(overlap)), tile - 1);
-  const n = Math.ceil((length - ov) / (tile - ov));
-  const spans: Span[] = [];
-  for (let i = 0; i < n; i++) spans.push({ start: Math.round((i * (length - tile)) / (n - 1)), size: tile });
-  return spans;
+  const n = Math.ceil(length / Math.max(1, Math.floor(tile)));
+  return Array.from({ length: n + 1 }, (_, i) => Math.round((i * length) / n));
 }
 
-/** Rises smoothly from 0 at t = 0 to 1 at t = 1, with ramp(t) + ramp(1 - t) = 1. */
-function ramp(t: number): number {
-  return 0.5 - 0.5 * Math.cos(Math.PI * t);
+export function dims4(t: FloatTensor, what: string): [number, number, number, number] {
+  if (t.shape.length !== 4) throw new Error(`${what} must be (B, C, H, W), got ${shapeStr(t.shape)}`);
+  return t.shape as [number, number, number, number];
 }
 
-/**
- * Blend weights along one axis at `scale` samples per grid unit: one array per span (its size *
- * scale entries). Across each overlap with a neighbour a tile fades in (or out) with a cosine
- * ramp; the image's own edges are not faded. The weights are normalised so they sum to 1 at
- * every position.
- */
-export function spanWeights(spans: readonly Span[], length: number, scale = 1): Float64Array[] {
-  const L = length * scale;
-  const raw = spans.map((s, i) => {
-    const a = s.start * scale;
-    const w = new Float64Array(s.size * scale);
-    const prev = spans[i - 1];
-    const next = spans[i + 1];
-    // Fade in over the overlap with the previous tile, fade out over the one with the next.
-    const inEnd = prev ? (prev.start + prev.size) * scale : a;
-    const outStart = next ? next.start * scale : (s.start + s.size) * scale;
-    const outEnd = (s.start + s.size) * scale;
-    for (let k = 0; k < w.length; k++) {
-      const x = a + k;
-      let v = 1;
-      if (x < inEnd) v = Math.min(v, ramp((x - a + 0.5) / (inEnd - a)));
-      if (x >= outStart) v = Math.min(v, ramp((outEnd - x - 0.5) / (outEnd - outStart)));
-      w[k] = v;
-    }
-    return w;
-  });
-  const sum = new Float64Array(L);
-  spans.forEach((s, i) => raw[i]!.forEach((v, k) => { sum[s.start * scale + k]! += v; }));
-  spans.forEach((s, i) => raw[i]!.forEach((v, k, w) => { w[k] = v / sum[s.start * scale + k]!; }));
-  return raw;
-}
-
-/** x[:, :, y0:y0+h, x0:x0+w] as a new tensor. */
-function crop(x: FloatTensor, y0: number, x0: number, h: number, w: number): FloatTensor {
-  const [B, C, H, W] = x.shape as [number, number, number, number];
+/** x[:, :, y0:y1, x0:x1] as a new tensor. */
+export function crop(x: FloatTensor, y0: number, y1: number, x0: number, x1: number): FloatTensor {
+  const [B, C, H, W] = dims4(x, 'crop input');
+  if (y0 === 0 && x0 === 0 && y1 === H && x1 === W) return x;
+  const h = y1 - y0, w = x1 - x0;
   const out = floatTensor([B, C, h, w]);
   for (let bc = 0; bc < B * C; bc++) {
     for (let y = 0; y < h; y++) {
@@ -133,117 +90,77 @@ function crop(x: FloatTensor, y0: number, x0: number, h: number, w: number): Flo
   return out;
 }
 
-/** acc[:, :, y0:, x0:] += tile * wy[y] * wx[x] (accumulated in float64). */
-function accumulate(acc: Float64Array, shape: readonly number[], tile: FloatTensor, y0: number, x0: number, wy: Float64Array, wx: Float64Array): void {
-  const [B, C, H, W] = shape as [number, number, number, number];
-  const [tb, tc, h, w] = tile.shape as [number, number, number, number];
-  if (tb !== B || tc !== C || h !== wy.length || w !== wx.length) {
-    throw new Error(`tile output ${shapeStr(tile.shape)} does not match the expected [${B}, ${C}, ${wy.length}, ${wx.length}]`);
-  }
-  for (let bc = 0; bc < B * C; bc++) {
-    for (let y = 0; y < h; y++) {
-      const a = wy[y]!;
-      const dst = (bc * H + y0 + y) * W + x0;
-      const src = (bc * h + y) * w;
-      for (let x = 0; x < w; x++) acc[dst + x]! += tile.data[src + x]! * a * wx[x]!;
-    }
-  }
-}
-
-function dims(t: FloatTensor, what: string): [number, number, number, number] {
-  if (t.shape.length !== 4) throw new Error(`${what} must be (B, C, H, W), got ${shapeStr(t.shape)}`);
-  return t.shape as [number, number, number, number];
-}
-
-/** Tile size and overlap in grid (latent) units. */
-function gridTile(o: TileOptions, f: number): { tile: number; overlap: number } {
-  if (!Number.isInteger(f) || f < 1) throw new Error(`down factor must be a positive integer, got ${f}`);
-  const tile = Math.max(1, Math.floor(o.tileSize / f));
-  return { tile, overlap: Math.min(Math.round(o.overlap / f), tile - 1) };
-}
-
-interface Plan {
-  ys: Span[];
-  xs: Span[];
-}
-
-function plan(h: number, w: number, o: TileOptions, f: number): Plan {
-  const { tile, overlap } = gridTile(o, f);
-  return { ys: planSpans(h, tile, overlap), xs: planSpans(w, tile, overlap) };
-}
-
 /**
- * Decodes `latent` (B, C, h, w) tile by tile into (B, 3, h*f, w*f); `decode` is the untiled
- * decoder (any latent size). When one tile covers the latent it is `decode(latent)` itself.
+ * Per (batch item, group) sums and sums of squares of a feature map, accumulated tile core by
+ * tile core in float64, for a GroupNorm over the whole map.
  */
-export async function tiledDecode(
-  decode: (latent: FloatTensor) => Promise<FloatTensor>,
-  latent: FloatTensor,
-  downFactor: number,
-  opts: Partial<TileOptions> = {},
-): Promise<FloatTensor> {
-  const f = downFactor;
-  const [, , h, w] = dims(latent, 'latent');
-  const { ys, xs } = plan(h, w, resolveTileOptions(opts), f);
-  if (ys.length === 1 && xs.length === 1) return decode(latent);
-  const wys = spanWeights(ys, h, f);
-  const wxs = spanWeights(xs, w, f);
-  let acc: Float64Array | null = null;
-  let shape: number[] = [];
-  for (let i = 0; i < ys.length; i++) {
-    for (let j = 0; j < xs.length; j++) {
-      const sy = ys[i]!, sx = xs[j]!;
-      const out = await decode(crop(latent, sy.start, sx.start, sy.size, sx.size));
-      if (!acc) {
-        shape = [latent.shape[0]!, out.shape[1]!, h * f, w * f];
-        acc = new Float64Array(shape.reduce((a, b) => a * b, 1));
-      }
-      accumulate(acc, shape, out, sy.start * f, sx.start * f, wys[i]!, wxs[j]!);
-    }
+export class GroupSums {
+  private readonly sum: Float64Array;
+  private readonly sq: Float64Array;
+  private readonly count: Float64Array;
+
+  constructor(readonly batch: number, readonly channels: number, readonly groups: number) {
+    if (channels % groups !== 0) throw new Error(`${channels} channels are not divisible into ${groups} groups`);
+    this.sum = new Float64Array(batch * groups);
+    this.sq = new Float64Array(batch * groups);
+    this.count = new Float64Array(batch * groups);
   }
-  return floatTensor(shape, Float32Array.from(acc!));
+
+  /** Adds one row of channel `c` of batch item `b`. */
+  addRow(b: number, c: number, row: Float32Array): void {
+    const k = b * this.groups + Math.floor(c / (this.channels / this.groups));
+    let s = 0, s2 = 0;
+    for (let i = 0; i < row.length; i++) {
+      const v = row[i]!;
+      s += v;
+      s2 += v * v;
+    }
+    this.sum[k]! += s;
+    this.sq[k]! += s2;
+    this.count[k]! += row.length;
+  }
+
+  /** mean and 1 / sqrt(var + eps), each (B, groups, 1), as the GroupNorm pieces take them. */
+  stats(eps: number): { mean: FloatTensor; rstd: FloatTensor } {
+    const mean = floatTensor([this.batch, this.groups, 1]);
+    const rstd = floatTensor([this.batch, this.groups, 1]);
+    for (let k = 0; k < this.sum.length; k++) {
+      const n = this.count[k]!;
+      if (n === 0) throw new Error('GroupNorm statistics of an empty feature map');
+      const m = this.sum[k]! / n;
+      mean.data[k] = m;
+      rstd.data[k] = 1 / Math.sqrt(Math.max(0, this.sq[k]! / n - m * m) + eps);
+    }
+    return { mean, rstd };
+  }
 }
 
-export interface Posterior {
-  mean: FloatTensor;
-  logvar: FloatTensor;
+/** Where a tile's core goes: `h` x `w` values from (sy, sx) of the tile to (dy, dx) of the full map. */
+export interface CoreWindow {
+  sy: number;
+  sx: number;
+  dy: number;
+  dx: number;
+  h: number;
+  w: number;
 }
 
-/**
- * Encodes `image` (B, 3, H, W), H and W multiples of the down factor, tile by tile; the
- * posterior's mean and logvar are blended in latent space. When one tile covers the image it
- * is `encode(image)` itself.
- */
-export async function tiledEncode(
-  encode: (image: FloatTensor) => Promise<Posterior>,
-  image: FloatTensor,
-  downFactor: number,
-  opts: Partial<TileOptions> = {},
-): Promise<Posterior> {
-  const f = downFactor;
-  const [, , H, W] = dims(image, 'image');
-  if (H % f !== 0 || W % f !== 0) throw new Error(`tiled encode needs a height and width that are multiples of ${f}, got ${H} x ${W}`);
-  const h = H / f, w = W / f;
-  const { ys, xs } = plan(h, w, resolveTileOptions(opts), f);
-  if (ys.length === 1 && xs.length === 1) return encode(image);
-  const wys = spanWeights(ys, h);
-  const wxs = spanWeights(xs, w);
-  let mean: Float64Array | null = null;
-  let logvar: Float64Array | null = null;
-  let shape: number[] = [];
-  for (let i = 0; i < ys.length; i++) {
-    for (let j = 0; j < xs.length; j++) {
-      const sy = ys[i]!, sx = xs[j]!;
-      const out = await encode(crop(image, sy.start * f, sx.start * f, sy.size * f, sx.size * f));
-      if (!mean || !logvar) {
-        shape = [image.shape[0]!, out.mean.shape[1]!, h, w];
-        const n = shape.reduce((a, b) => a * b, 1);
-        mean = new Float64Array(n);
-        logvar = new Float64Array(n);
+/** dst[:, :, dy:dy+h, dx:dx+w] = tile[:, :, sy:sy+h, sx:sx+w], adding the core to `sums` on the way. */
+export function pasteCore(dst: FloatTensor, tile: FloatTensor, win: CoreWindow, sums?: GroupSums): void {
+  const [B, C, H, W] = dims4(dst, 'destination');
+  const [tb, tc, th, tw] = dims4(tile, 'tile');
+  if (tb !== B || tc !== C || win.sy + win.h > th || win.sx + win.w > tw || win.dy + win.h > H || win.dx + win.w > W) {
+    throw new Error(`tile ${shapeStr(tile.shape)} core ${JSON.stringify(win)} does not fit ${shapeStr(dst.shape)}`);
+  }
+  for (let b = 0; b < B; b++) {
+    for (let c = 0; c < C; c++) {
+      const bc = b * C + c;
+      for (let y = 0; y < win.h; y++) {
+        const src = (bc * th + win.sy + y) * tw + win.sx;
+        const row = tile.data.subarray(src, src + win.w);
+        dst.data.set(row, (bc * H + win.dy + y) * W + win.dx);
+        sums?.addRow(b, c, row);
       }
-      accumulate(mean, shape, out.mean, sy.start, sx.start, wys[i]!, wxs[j]!);
-      accumulate(logvar, shape, out.logvar, sy.start, sx.start, wys[i]!, wxs[j]!);
     }
   }
-  return { mean: floatTensor(shape, Float32Array.from(mean!)), logvar: floatTensor(shape, Float32Array.from(logvar!)) };
 }

@@ -27,3 +27,20 @@ export function groupNorm(x: Value, groups: number, weight: Value | null, bias: 
   if (bias) y = op.add(y, op.reshape(bias, perChannel));
   return y;
 }
+
+/**
+ * Group normalization with statistics computed elsewhere: mean and rstd (1 / sqrt(var + eps))
+ * are (N, groups, 1) inputs. The tiled VAE normalizes each tile with the statistics of the whole
+ * image this way, so a tile's output is the untiled one.
+ */
+export function groupNormWithStats(x: Value, groups: number, mean: Value, rstd: Value, weight: Value | null, bias: Value | null): Value {
+  const g = x.graph;
+  const c = x.shape[1]!;
+  if (c % groups !== 0) g.fail(`GroupNorm: ${c} channels are not divisible into ${groups} groups`);
+  const grouped = op.reshape(x, [0, groups, -1]);
+  let y = op.reshape(op.mul(op.sub(grouped, mean), rstd), op.shapeOf(x));
+  const perChannel = [c, ...Array(x.rank - 2).fill(1)];
+  if (weight) y = op.mul(y, op.reshape(weight, perChannel));
+  if (bias) y = op.add(y, op.reshape(bias, perChannel));
+  return y;
+}
