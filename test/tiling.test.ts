@@ -1,5 +1,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { noFixtures, parityA } from './helpers.js';
 import { emitOnnx } from '../src/graph/emit.js';
@@ -10,6 +12,9 @@ import {
   crop, DEFAULT_VAE_TILING, GroupSums, pasteCore, resolveVaeTiling, splitEven, vaeTilingFor,
 } from '../src/pipeline/tiling.js';
 import { TiledVae } from '../src/pipeline/tiled_vae.js';
+import { convertRelease } from '../src/pipeline/convert.js';
+import { loadModelDir } from '../src/pipeline/model.js';
+import type { OSDFacePipeline } from '../src/pipeline/pipeline.js';
 import { type FloatTensor, floatTensor } from '../src/tensor.js';
 
 /** Low-frequency sines and gradients in [-1, 1], different per channel and batch item. */
@@ -192,5 +197,47 @@ describe('tiled VAE on the tiny parity-a model', { skip: noFixtures }, () => {
     await assert.rejects(tiled.encode(smoothImage(1, 30, 32), 16), /multiples of 4/);
     await assert.rejects(tiled.decode(pattern([4, 8, 8]), 16), /\(B, C, H, W\)/);
     await assert.rejects(tiled.decode(pattern([1, 4, 8, 8]), 0), /tile size must be a positive integer/);
+  });
+});
+
+describe('pipeline VAE tiling on a converted tiny model', { skip: noFixtures }, () => {
+  let pipeline: OSDFacePipeline;
+  let work: string;
+
+  before(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-tiling-'));
+    const dir = path.join(work, 'model');
+    await convertRelease({ sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out: dir });
+    ({ pipeline } = await loadModelDir(dir, { threads: 2 }));
+  });
+  after(async () => {
+    await pipeline?.dispose();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('auto-tiling above the threshold gives the untiled pixels (< 2/255), weights read from the model directory', async (t) => {
+    const img = smoothImage(2, 96, 80);
+    const tiling = { threshold: 64 * 64, tileSize: 32 };
+    const ref = await pipeline.encode(img, false);
+    const te = await pipeline.encode(img, tiling);
+    // A different code path (float rounding differs), the same numbers.
+    assert.notDeepEqual(te.mean.data, ref.mean.data);
+    assert.ok(maxAbsDiff(te.mean, ref.mean) < 1e-4, `mean ${maxAbsDiff(te.mean, ref.mean)}`);
+    const d = maxImageDiff(await pipeline.decode(ref.mean, tiling), await pipeline.decode(ref.mean, false));
+    assert.ok(d < 1e-4, `decode ${d}`);
+    // Below the threshold nothing tiles: bit-identical to the untiled run.
+    assert.deepEqual((await pipeline.encode(img, { threshold: 96 * 80, tileSize: 32 })).mean.data, ref.mean.data);
+
+    // The whole pipeline, its 64 x 64 process size tiled in 16-pixel tiles.
+    const lq = smoothImage(1, 64, 64).data.map((v) => v * 0.5 + 0.5);
+    const lqT = floatTensor([1, 3, 64, 64], lq);
+    const untiled = await pipeline.restore(lqT, { vaeTiling: false });
+    const byDefault = await pipeline.restore(lqT);
+    assert.deepEqual(byDefault.out.data, untiled.out.data);
+    const tiled = await pipeline.restore(lqT, { vaeTiling: { threshold: 0, tileSize: 16 } });
+    const dOut = maxAbsDiff(tiled.out, untiled.out);
+    t.diagnostic(`restore: max |tiled - untiled| ${(dOut * 255).toExponential(2)}/255`);
+    assert.notDeepEqual(tiled.decoded.data, untiled.decoded.data);
+    assert.ok(dOut < 2 / 255, `restore differs by ${(dOut * 255).toFixed(3)}/255`);
   });
 });

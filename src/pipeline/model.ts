@@ -16,6 +16,10 @@ import { SafetensorsFile } from '../weights/safetensors.js';
 import type { FloatTensor } from '../tensor.js';
 import { OSDFacePipeline, type StageName, type StageSessions } from './pipeline.js';
 import { readManifest, type Manifest } from './manifest.js';
+import { TiledVae } from './tiled_vae.js';
+import { AutoencoderKL } from '../models/autoencoder_kl.js';
+import { Config } from '../models/config.js';
+import { onnxWeights, type OnnxWeights } from '../graph/onnx_weights.js';
 
 const COMPLETE = 'complete.json';
 
@@ -65,6 +69,18 @@ export async function prepareOptimized(dir: string, manifest: Manifest, onProgre
   }
 }
 
+/**
+ * The tiled VAE of a model directory: the VAE rebuilt from the manifest's config, its weights
+ * read (on first use) from the directory's own vae_encoder / vae_decoder graphs, so tiling
+ * needs no extra files and costs nothing until an image is large enough to tile.
+ */
+function tiledVaeOf(dir: string, manifest: Manifest, runtime: RuntimeOptions): TiledVae {
+  const vae = new AutoencoderKL(new Config(manifest.configs.vae as Record<string, unknown>, `${path.join(dir, 'manifest.json')} configs.vae`));
+  const files = [manifest.graphs.vaeEncoder, manifest.graphs.vaeDecoder].map((f) => path.join(dir, f));
+  let weights: OnnxWeights | null = null;
+  return new TiledVae(vae, { read: (key, shape) => (weights ??= onnxWeights(files)).read(key, shape) }, runtime, () => weights?.close());
+}
+
 export interface LoadedModel {
   pipeline: OSDFacePipeline;
   manifest: Manifest;
@@ -89,7 +105,7 @@ export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, on
   }
   const { nMin, timestep, alphaCumprod, processSize, scalingFactor } = manifest.settings;
   return {
-    pipeline: new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor }, sessions as StageSessions),
+    pipeline: new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor }, sessions as StageSessions, tiledVaeOf(dir, manifest, runtime)),
     manifest,
   };
 }

@@ -28,6 +28,8 @@ export type StageSessions = Record<StageName, OnnxSession>;
 import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
 import { gaussianNoise } from './random.js';
+import { TiledVae } from './tiled_vae.js';
+import { vaeTilingFor, type VaeTiling } from './tiling.js';
 
 const NO_WEIGHTS: WeightSource = { read: (k) => { throw new Error(`graph has no parameters, asked for ${k}`); } };
 
@@ -47,6 +49,12 @@ export interface RestoreOptions {
   /** Posterior noise for the sample path (B, C, h, w); drawn from `seed` when absent. */
   eps?: FloatTensor;
   seed?: number;
+  /**
+   * VAE tiling (tiling.ts): options (defaults for the ones left out: images over 768 x 768
+   * pixels run in 512-pixel tiles), or false to never tile. The tiled result equals the
+   * untiled one up to float rounding.
+   */
+  vaeTiling?: VaeTiling;
 }
 
 export interface RestoreResult extends VreResult {
@@ -90,13 +98,29 @@ export function releaseSettings(r: OSDFaceRelease): PipelineSettings {
 }
 
 export class OSDFacePipeline {
-  constructor(readonly settings: PipelineSettings, private readonly s: StageSessions) {}
+  /** `tiledVae` runs encode / decode when tiling applies; without one, the VAE always runs untiled. */
+  constructor(readonly settings: PipelineSettings, private readonly s: StageSessions, private readonly tiledVae?: TiledVae) {}
 
-  /** Builds every stage's graph with its weights inline (fine for models under 2 GB). */
+  /**
+   * Builds every stage's graph with its weights inline (fine for models under 2 GB). The tiled
+   * VAE reads the release's weights when it is first used: keep the release open until then.
+   */
   static async create(release: OSDFaceRelease, runtime: RuntimeOptions = {}): Promise<OSDFacePipeline> {
     const sessions: Partial<StageSessions> = {};
     for (const stage of stageGraphs(release)) sessions[stage.name] = await session(stage.graph, stage.weights, runtime);
-    return new OSDFacePipeline(releaseSettings(release), sessions as StageSessions);
+    return new OSDFacePipeline(releaseSettings(release), sessions as StageSessions, new TiledVae(release.vae.module, release.vae.weights, runtime));
+  }
+
+  /** The tile options for a VAE run on an H x W image, or null for untiled. */
+  private tilingFor(height: number, width: number, tiling: VaeTiling | undefined): { tiled: TiledVae; tileSize: number } | null {
+    if (!this.tiledVae) {
+      // Pipelines built without one keep running untiled unless tiling was asked for.
+      if (tiling === undefined || tiling === false) return null;
+      throw new Error(`this pipeline has no tiled VAE, so it cannot tile a ${height} x ${width} image (pass vaeTiling: false to run it untiled)`);
+    }
+    const o = vaeTilingFor(height, width, tiling);
+    if (!o) return null;
+    return { tiled: this.tiledVae, tileSize: o.tileSize };
   }
 
   get scalingFactor(): number {
@@ -123,7 +147,10 @@ export class OSDFacePipeline {
     return (await this.s.embeddingChange.run({ tokens })).prompt as FloatTensor;
   }
 
-  async encode(image: FloatTensor): Promise<{ mean: FloatTensor; logvar: FloatTensor }> {
+  /** image in [-1, 1] -> posterior; tiled when `tiling` says so for its size. */
+  async encode(image: FloatTensor, tiling?: VaeTiling): Promise<{ mean: FloatTensor; logvar: FloatTensor }> {
+    const t = this.tilingFor(image.shape[2]!, image.shape[3]!, tiling);
+    if (t) return t.tiled.encode(image, t.tileSize);
     const out = await this.s.vaeEncoder.run({ image });
     return { mean: out.mean as FloatTensor, logvar: out.logvar as FloatTensor };
   }
@@ -133,8 +160,11 @@ export class OSDFacePipeline {
     return (await this.s.unet.run({ sample, timestep: t, encoder_hidden_states: prompt })).eps as FloatTensor;
   }
 
-  /** unscaled latent -> image in about [-1, 1] (not clamped). */
-  async decode(latent: FloatTensor): Promise<FloatTensor> {
+  /** unscaled latent -> image in about [-1, 1] (not clamped); tiled when `tiling` says so for the image size. */
+  async decode(latent: FloatTensor, tiling?: VaeTiling): Promise<FloatTensor> {
+    const f = this.tiledVae?.vae.downFactor ?? 1;
+    const t = this.tilingFor(latent.shape[2]! * f, latent.shape[3]! * f, tiling);
+    if (t) return t.tiled.decode(latent, t.tileSize);
     return (await this.s.vaeDecoder.run({ latent })).image as FloatTensor;
   }
 
@@ -144,7 +174,7 @@ export class OSDFacePipeline {
     const sf = this.scalingFactor;
     const lqProcessed = await this.preprocess(lq);
     const vre = await this.vre(lqProcessed);
-    const { mean, logvar } = await this.encode(lqProcessed);
+    const { mean, logvar } = await this.encode(lqProcessed, opts.vaeTiling);
     const latent = floatTensor(mean.shape);
     if ((opts.latent ?? 'mode') === 'sample') {
       const eps = opts.eps?.data ?? gaussianNoise(mean.data.length, opts.seed ?? 0);
@@ -158,12 +188,13 @@ export class OSDFacePipeline {
     }
     const epsPred = await this.unet(latent, vre.prompt);
     const x0 = x0FromEps(latent, epsPred, this.settings.alphaCumprod);
-    const decoded = await this.decode(floatTensor(x0.shape, x0.data.map((v) => f(v / sf))));
+    const decoded = await this.decode(floatTensor(x0.shape, x0.data.map((v) => f(v / sf))), opts.vaeTiling);
     const out = floatTensor(decoded.shape, decoded.data.map((v) => Math.min(1, Math.max(0, f(f(Math.min(1, Math.max(-1, v)) * 0.5) + 0.5)))));
     return { ...vre, lqProcessed, mean, logvar, latent, epsPred, x0, decoded, out };
   }
 
   async dispose(): Promise<void> {
     for (const s of Object.values(this.s)) await s.release();
+    await this.tiledVae?.dispose();
   }
 }
