@@ -12,6 +12,8 @@ import { type Tensor, numel, shapeStr } from '../tensor.js';
 export interface WeightSource {
   /** The float32 data of parameter `key`, which must have exactly `shape`. */
   read(key: string, shape: number[]): Float32Array;
+  /** The data of an int8 parameter (quantized graphs, ./quantize.ts). */
+  readInt8?(key: string, shape: number[]): Int8Array;
 }
 
 export interface EmitOptions {
@@ -58,6 +60,11 @@ function transpose2d(data: Float32Array, rows: number, cols: number): Float32Arr
   return out;
 }
 
+function readInt8(weights: WeightSource, key: string, shape: number[]): Int8Array {
+  if (!weights.readInt8) throw new Error(`weight '${key}' is int8 but the weight source has no int8 data`);
+  return weights.readInt8(key, shape);
+}
+
 export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
   const folded = foldedTransposes(graph, opts.paramInputs);
   const renamed = new Map<string, string>();
@@ -69,14 +76,14 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
   try {
     for (const [key, value] of graph.params) {
       if (opts.paramInputs?.has(key)) continue;
-      let data = opts.weights.read(key, value.shape);
+      let data: Float32Array | Int8Array = value.dtype === 'int8' ? readInt8(opts.weights, key, value.shape) : opts.weights.read(key, value.shape);
       if (data.length !== numel(value.shape)) {
         throw new Error(`weight '${key}': ${data.length} values for shape ${shapeStr(value.shape)}`);
       }
       let name = key;
       let dims = value.shape;
       if (folded.has(value)) {
-        data = transpose2d(data, value.shape[0]!, value.shape[1]!);
+        data = transpose2d(data as Float32Array, value.shape[0]!, value.shape[1]!);
         name = `${key}.T`;
         dims = [value.shape[1]!, value.shape[0]!];
       }
@@ -84,10 +91,10 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
       if (fd !== undefined) {
         offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
         fs.writeSync(fd, bytes, 0, bytes.length, offset);
-        initializers.push({ name, dtype: 'float32', dims, external: { location: opts.external!.fileName, offset, length: bytes.length } });
+        initializers.push({ name, dtype: value.dtype, dims, external: { location: opts.external!.fileName, offset, length: bytes.length } });
         offset += bytes.length;
       } else {
-        initializers.push({ name, dtype: 'float32', dims, raw: bytes });
+        initializers.push({ name, dtype: value.dtype, dims, raw: bytes });
       }
     }
   } finally {

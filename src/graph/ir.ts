@@ -141,8 +141,8 @@ export class Graph {
     this.outputs.push(out);
   }
 
-  /** A parameter by checkpoint key; the same key always gives the same value. */
-  param(key: string, shape: number[]): Value {
+  /** A parameter by checkpoint key (float32 unless quantized); the same key always gives the same value. */
+  param(key: string, shape: number[], dtype: DType = 'float32'): Value {
     const existing = this.params.get(key);
     if (existing) {
       if (shapeStr(existing.shape) !== shapeStr(shape)) {
@@ -152,7 +152,7 @@ export class Graph {
     }
     if (this.names.has(key)) this.fail(`parameter name '${key}' collides with another value`);
     this.names.add(key);
-    const v = new Value(this, key, 'float32', [...shape]);
+    const v = new Value(this, key, dtype, [...shape]);
     this.params.set(key, v);
     return v;
   }
