@@ -8,7 +8,10 @@ import { parseNpy, readNpz } from '../src/metrics/npz.js';
 import { gamma, pinvSymmetric } from '../src/metrics/special.js';
 import { imresize } from '../src/metrics/matlab_resize.js';
 import { estimateAggd, loadNiqeParams, niqe } from '../src/metrics/niqe.js';
-import { lpips, dists, fid, MetricUnavailableError } from '../src/metrics/unavailable.js';
+import { MetricUnavailableError, requireWeightFiles } from '../src/metrics/unavailable.js';
+import { LpipsMetric } from '../src/metrics/lpips.js';
+import { DistsMetric } from '../src/metrics/dists_metric.js';
+import { FidFeatureExtractor } from '../src/metrics/fid.js';
 import { Random } from '../src/degrade/random.js';
 import { WeightFileError } from '../src/weights/errors.js';
 import { shared, tempDir } from './helpers.js';
@@ -260,20 +263,16 @@ describe('NIQE', () => {
   });
 });
 
-describe('metrics that need networks', () => {
-  const img = image(16, 16, () => 0);
-
-  test('without weights: a clear MetricUnavailableError naming what is needed', () => {
-    assert.throws(() => lpips(img, img), (e: unknown) => e instanceof MetricUnavailableError && e.needs === 'weights' && /AlexNet/.test(e.message) && /None of these is bundled/.test(e.message));
-    assert.throws(() => dists(img, img), /DISTS .*VGG16/);
-    assert.throws(() => fid([img], [img]), /Inception/);
+describe('metrics that need network weights', () => {
+  test('without weight files: a clear MetricUnavailableError naming what is needed and where it comes from', async () => {
+    await assert.rejects(LpipsMetric.load({}), (e: unknown) => e instanceof MetricUnavailableError && e.needs === 'weights' && /AlexNet/.test(e.message) && /None of these is bundled/.test(e.message));
+    await assert.rejects(LpipsMetric.load({ backbone: '/x/alexnet.pth' }), /linear layers \(--lpips-lin\)/);
+    await assert.rejects(DistsMetric.load({}), /DISTS .*VGG16/);
+    await assert.rejects(FidFeatureExtractor.load({}), /Inception/);
   });
 
-  test('with weight files: missing ones are named; present ones are not silently used', (t) => {
-    assert.throws(() => lpips(img, img, { weights: ['/nonexistent/alex.pth'] }), /\/nonexistent\/alex\.pth does not exist/);
-    const dir = tempDir(t, 'osdface-weights-');
-    const f = path.join(dir, 'alex.pth');
-    fs.writeFileSync(f, 'x');
-    assert.throws(() => lpips(img, img, { weights: [f] }), (e: unknown) => e instanceof MetricUnavailableError && e.needs === 'implementation' && e.message.includes('nothing was computed'));
+  test('weight files that do not exist are named', async () => {
+    await assert.rejects(LpipsMetric.load({ backbone: '/nonexistent/alexnet.pth', lin: '/nonexistent/alex.pth' }), /\/nonexistent\/alexnet\.pth does not exist/);
+    assert.throws(() => requireWeightFiles('fid', ['/nonexistent/pt_inception.pth']), /pt_inception\.pth does not exist .*pytorch-fid/);
   });
 });

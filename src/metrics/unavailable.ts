@@ -1,30 +1,28 @@
 /**
- * Metrics that need networks this package does not ship: LPIPS, DISTS, FID (backbone weights the
- * user must supply). (Identity similarity uses face-api's recognition net: ../face/recognition.ts.) (LMD is computed, with the
- * landmark net the package ships: ./lmd.ts.)
- *
- * None of them is computed in this version. Each entry point throws MetricUnavailableError with a
- * message that says which weight files the metric needs and where the standard ones come from:
- * without weights, `needs: 'weights'`; with weight files given (they must exist), `needs:
- * 'implementation'`, since the network itself is not implemented here yet. A metric is only worth
- * reporting when it matches the reference implementation, and that cannot be checked here without
- * the weights, so none is approximated.
+ * What LPIPS, DISTS and FID need from the user: backbone weight files this package does not bundle
+ * and cannot fetch. (Identity similarity uses face-api's recognition net: ../face/recognition.ts;
+ * LMD the landmark net the package ships: ./lmd.ts.) The networks themselves are ./lpips.ts,
+ * ./dists_metric.ts and ./fid.ts; this file holds the words they, `osdface eval` and its help use
+ * when a file is missing, and the error they throw.
  */
 
 import fs from 'node:fs';
-import type { RgbImage } from '../image/io.js';
 
-export type UnavailableMetric = 'lpips' | 'dists' | 'fid';
+export type WeightedMetric = 'lpips' | 'dists' | 'fid';
+/** @deprecated the old name of WeightedMetric (these metrics are available once given their weights). */
+export type UnavailableMetric = WeightedMetric;
 
+/** A metric cannot run: a weight file it needs was not given or does not exist. */
 export class MetricUnavailableError extends Error {
-  constructor(readonly metric: UnavailableMetric, readonly needs: 'weights' | 'implementation', message: string) {
+  readonly needs = 'weights' as const;
+  constructor(readonly metric: WeightedMetric, message: string) {
     super(message);
     this.name = 'MetricUnavailableError';
   }
 }
 
 /** What each metric needs, in words (also shown by `osdface eval --help`). */
-export const METRIC_REQUIREMENTS: Readonly<Record<UnavailableMetric, string>> = {
+export const METRIC_REQUIREMENTS: Readonly<Record<WeightedMetric, string>> = {
   lpips:
     'LPIPS (Zhang et al. 2018) needs an ImageNet backbone, AlexNet (torchvision alexnet-owt-7be5be79.pth) or ' +
     'VGG16 (vgg16-397923af.pth), and the LPIPS v0.1 linear layers (alex.pth / vgg.pth of the richzhang/PerceptualSimilarity ' +
@@ -38,40 +36,17 @@ export const METRIC_REQUIREMENTS: Readonly<Record<UnavailableMetric, string>> = 
 };
 
 /**
- * Throws MetricUnavailableError for `metric`: needs weights when `weights` is empty, otherwise
- * (after checking the files exist) needs an implementation.
+ * Checks that the user gave `metric` its weight files and that they exist; otherwise throws a
+ * MetricUnavailableError saying which files the metric needs and where the standard ones come from.
+ * `what` names the missing role (e.g. 'the LPIPS linear layers (--lpips-lin)').
  */
-export function unavailable(metric: UnavailableMetric, weights: readonly string[] = []): never {
-  const what = METRIC_REQUIREMENTS[metric];
-  if (weights.length === 0) {
-    throw new MetricUnavailableError(metric, 'weights', `${metric}: ${what}. None of these is bundled with osdface; the metric cannot be computed without them.`);
+export function requireWeightFiles(metric: WeightedMetric, files: readonly (string | undefined)[], what = 'weight files'): string[] {
+  const given = files.filter((f): f is string => f !== undefined && f !== '');
+  if (given.length < files.length || given.length === 0) {
+    throw new MetricUnavailableError(metric, `${metric}: ${what} not given. ${METRIC_REQUIREMENTS[metric]}. None of these is bundled with osdface; the metric cannot be computed without them.`);
   }
-  for (const w of weights) {
-    if (!fs.existsSync(w)) throw new MetricUnavailableError(metric, 'weights', `${metric}: weight file ${w} does not exist (${what})`);
+  for (const f of given) {
+    if (!fs.existsSync(f)) throw new MetricUnavailableError(metric, `${metric}: weight file ${f} does not exist (${METRIC_REQUIREMENTS[metric]})`);
   }
-  throw new MetricUnavailableError(
-    metric,
-    'implementation',
-    `${metric}: this version of osdface does not implement the ${metric.toUpperCase()} network yet, so the weights given (${weights.join(', ')}) were not used and nothing was computed`,
-  );
-}
-
-export interface WeightFiles {
-  /** Paths of the user-supplied weight files the metric needs. */
-  weights?: readonly string[];
-}
-
-/** LPIPS distance (lower is better). Needs user-supplied weights; see METRIC_REQUIREMENTS. */
-export function lpips(_pred: RgbImage, _gt: RgbImage, opts: WeightFiles = {}): number {
-  return unavailable('lpips', opts.weights);
-}
-
-/** DISTS distance (lower is better). Needs user-supplied weights; see METRIC_REQUIREMENTS. */
-export function dists(_pred: RgbImage, _gt: RgbImage, opts: WeightFiles = {}): number {
-  return unavailable('dists', opts.weights);
-}
-
-/** FID between two sets of images. Needs user-supplied weights; see METRIC_REQUIREMENTS. */
-export function fid(_pred: readonly RgbImage[], _reference: readonly RgbImage[], opts: WeightFiles = {}): number {
-  return unavailable('fid', opts.weights);
+  return given;
 }

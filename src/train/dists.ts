@@ -130,8 +130,8 @@ export function edgeAwareDists(dists: Dists, g: Graph, x: Value, y: Value): Valu
 
 /**
  * DISTS weights from the user's files: torchvision VGG16 (`features.N.weight/bias`, or already
- * `vgg.features...`) and DISTS `alpha`/`beta` (1, 1475, 1, 1), each as safetensors or a zip-format
- * PyTorch file; the two may also be one file. Returns tensors keyed like `Dists.namedParameters()`.
+ * `vgg.features...`, or pyiqa's `stage<n>.<i>.*`) and DISTS `alpha`/`beta` (1, 1475, 1, 1), each as
+ * safetensors or a torch.save file (zip or legacy format); the two may also be one file. Returns tensors keyed like `Dists.namedParameters()`.
  */
 export async function loadDistsWeights(files: string[]): Promise<Map<string, Float32Array>> {
   const { loadTorchCheckpoint } = await import('../weights/torch.js');
@@ -147,7 +147,9 @@ export async function loadDistsWeights(files: string[]): Promise<Map<string, Flo
       f.close();
     } else tensors = loadTorchCheckpoint(file);
     for (const [k, t] of tensors) {
-      const key = k.startsWith('features.') ? `vgg.${k}` : k;
+      // pyiqa's DISTS_weights file is the whole module: stage<n>.<i>.* keeps torchvision's index i.
+      const stage = /^stage\d+\.(\d+)\.(weight|bias)$/.exec(k);
+      const key = stage ? `vgg.features.${stage[1]}.${stage[2]}` : k.startsWith('features.') ? `vgg.${k}` : k;
       found.set(key, t.data as Float32Array);
       origin.set(key, file);
     }
@@ -158,7 +160,7 @@ export async function loadDistsWeights(files: string[]): Promise<Map<string, Flo
     const n = shape.reduce((a, b) => a * b, 1);
     if (!t) {
       throw new WeightFileError(files.join(', '), `DISTS needs tensor '${key}' (shape [${shape}])`, {
-        key, hint: 'pass torchvision VGG16 ImageNet weights (features.N.weight/bias) and the DISTS alpha/beta weights, as safetensors or zip-format .pth',
+        key, hint: 'pass torchvision VGG16 ImageNet weights (features.N.weight/bias, vgg16-397923af.pth) and the DISTS alpha/beta weights (weights.pt of dingkeyan93/DISTS), as safetensors or .pth',
       });
     }
     if (t.length !== n) throw new WeightFileError(origin.get(key)!, `tensor '${key}' has ${t.length} values`, { key, expected: `shape [${shape}]` });
