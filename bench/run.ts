@@ -1,12 +1,18 @@
 /**
  * `npm run bench [-- --json] [--runs N] [--threads N]`: full-size OSDFace (random weights from the
- * full-size configs) on one 512x512 face, batch 1. The converted model is cached in bench/.cache.
+ * full-size configs) on one 512x512 face, batch 1, in fp32 and int8; then the int8 model's PSNR
+ * against the fp32 one on real faces. The converted models are cached in bench/.cache.
+ *
+ * int8 calibration: the first CALIBRATION_IMAGES of ../shared/data/faces-hq/train; quality is
+ * measured on ../shared/data/real-lq and faces-hq/test (disjoint from the calibration set).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { writeModelDir } from '../src/pipeline/convert.js';
+import { writeInt8ModelDir } from '../src/pipeline/quantize_model.js';
+import { listImages } from '../src/degrade/args.js';
 import { prepareOptimized } from '../src/pipeline/model.js';
 import { randomRelease } from './random_release.js';
 import { PACKAGE_VERSION } from '../src/version.js';
@@ -15,22 +21,26 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 const fullSize = path.resolve(repo, '../shared/fixtures/full-size');
 const cacheDir = path.join(repo, 'bench/.cache');
+const data = path.resolve(repo, '../shared/data');
+const CALIBRATION_IMAGES = 12;
+const QUALITY_IMAGES = 4;
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-async function ensureModel(dtype: 'fp32'): Promise<string> {
+async function ensureModel(dtype: 'fp32' | 'int8'): Promise<string> {
   const dir = path.join(cacheDir, `fullsize-${dtype}`);
   const manifestFile = path.join(dir, "manifest.json");
   if (fs.existsSync(manifestFile) && (JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as { packageVersion: string }).packageVersion === PACKAGE_VERSION &&
     fs.statSync(manifestFile).mtimeMs > newestSource()) return dir;
   process.stderr.write(`bench: writing the full-size ${dtype} model with random weights to ${dir} (once)...\n`);
-  const manifest = writeModelDir(randomRelease(fullSize), {
-    out: dir, dtype, force: true,
-    onProgress: (step, done, total) => process.stderr.write(`  [${done}/${total}] ${step}\n`),
-  });
+  const onProgress = (step: string, done: number, total: number) => process.stderr.write(`  [${done}/${total}] ${step}\n`);
+  const release = randomRelease(fullSize);
+  const manifest = dtype === 'int8'
+    ? await writeInt8ModelDir(release, { out: dir, force: true, onProgress, threads: arg('--threads', 2), calibration: listImages(path.join(data, 'faces-hq/train')).slice(0, CALIBRATION_IMAGES) })
+    : writeModelDir(release, { out: dir, force: true, onProgress });
   await prepareOptimized(dir, manifest, (step) => process.stderr.write(`  ${step}\n`));
   return dir;
 }
@@ -50,11 +60,19 @@ const json = process.argv.includes('--json');
 const runs = arg('--runs', 3);
 const threads = arg('--threads', 2);
 const results: Record<string, unknown> = {};
-for (const dtype of ['fp32'] as const) {
-  const dir = await ensureModel(dtype);
+const dtypes = process.argv.includes('--fp32-only') ? ['fp32'] as const : ['fp32', 'int8'] as const;
+const dirs: Record<string, string> = {};
+for (const dtype of dtypes) {
+  const dir = (dirs[dtype] = await ensureModel(dtype));
   const r = spawnSync(process.execPath, [path.join(here, 'time.js'), dir, String(threads), String(runs)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) throw new Error(`timing ${dtype} failed (exit ${r.status})`);
   results[dtype] = JSON.parse(r.stdout.trim().split('\n').pop()!);
+}
+if (dirs['int8']) {
+  const faces = [...listImages(path.join(data, 'real-lq')).slice(0, QUALITY_IMAGES), ...listImages(path.join(data, 'faces-hq/test')).slice(0, QUALITY_IMAGES)];
+  const r = spawnSync(process.execPath, [path.join(here, 'int8_quality.js'), dirs['fp32']!, dirs['int8'], String(threads), ...faces], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error(`int8 quality check failed (exit ${r.status})`);
+  Object.assign(results['int8'] as object, JSON.parse(r.stdout.trim().split('\n').pop()!));
 }
 const reference = JSON.parse(fs.readFileSync(path.join(fullSize, 'reference-cpu-timing.json'), 'utf8')) as { median_seconds: Record<string, number>; peak_rss_mb: number };
 if (json) {
@@ -68,5 +86,8 @@ if (json) {
       process.stdout.write(`  ${name.padEnd(11)} ${r[k]!.toFixed(2).padStart(7)} s   reference ${ref[name]!.toFixed(2).padStart(6)} s   ratio ${(r[k]! / ref[name]!).toFixed(2)}\n`);
     }
     process.stdout.write(`  load        ${r['load_s']!.toFixed(2).padStart(7)} s\n  peak RSS    ${r['peak_rss_mb']!.toFixed(0).padStart(7)} MB  reference ${reference.peak_rss_mb.toFixed(0)} MB\n`);
+    if (r['psnr_vs_fp32_db'] !== undefined) {
+      process.stdout.write(`  PSNR vs fp32 ${r['psnr_vs_fp32_db']!.toFixed(2)} dB mean over ${r['quality_images']} real faces (min ${r['psnr_vs_fp32_min_db']!.toFixed(2)} dB)\n`);
+    }
   }
 }

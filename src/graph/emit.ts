@@ -19,7 +19,15 @@ export interface WeightSource {
 export interface EmitOptions {
   weights: WeightSource;
   /** Write parameters to `<dir>/<fileName>` instead of inline. */
-  external?: { dir: string; fileName: string };
+  external?: {
+    dir: string;
+    fileName: string;
+    /**
+     * The data file already holds these parameters, written by emitting a graph with the same
+     * parameters in the same order (e.g. the graph this one adds outputs to): refer to it, write nothing.
+     */
+    existing?: boolean;
+  };
   producerVersion?: string;
   /** Parameters fed at run time as graph inputs instead of stored (e.g. the ones being trained). */
   paramInputs?: ReadonlySet<string>;
@@ -72,10 +80,21 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
   const initializers: OnnxTensor[] = [];
   let fd: number | undefined;
   let offset = 0;
-  if (opts.external) fd = fs.openSync(path.join(opts.external.dir, opts.external.fileName), 'w');
+  const existingSize = opts.external?.existing ? fs.statSync(path.join(opts.external.dir, opts.external.fileName)).size : undefined;
+  if (opts.external && existingSize === undefined) fd = fs.openSync(path.join(opts.external.dir, opts.external.fileName), 'w');
   try {
     for (const [key, value] of graph.params) {
       if (opts.paramInputs?.has(key)) continue;
+      if (existingSize !== undefined) {
+        const length = numel(value.shape) * (value.dtype === 'int8' ? 1 : 4);
+        offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+        if (offset + length > existingSize) throw new Error(`${opts.external!.fileName} ends before parameter '${key}': it was not written for this graph`);
+        const name = folded.has(value) ? `${key}.T` : key;
+        const dims = folded.has(value) ? [value.shape[1]!, value.shape[0]!] : value.shape;
+        initializers.push({ name, dtype: value.dtype, dims, external: { location: opts.external!.fileName, offset, length } });
+        offset += length;
+        continue;
+      }
       let data: Float32Array | Int8Array = value.dtype === 'int8' ? readInt8(opts.weights, key, value.shape) : opts.weights.read(key, value.shape);
       if (data.length !== numel(value.shape)) {
         throw new Error(`weight '${key}': ${data.length} values for shape ${shapeStr(value.shape)}`);

@@ -13,6 +13,7 @@ import { PACKAGE_VERSION } from '../version.js';
 import { loadRelease, OSDFACE_FILES, type OSDFaceRelease } from './release.js';
 import { releaseSettings, stageGraphs, type StageName } from './pipeline.js';
 import { prepareOptimized } from './model.js';
+import { INT8_NEEDS_CALIBRATION, writeInt8ModelDir } from './quantize_model.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type SourceFile } from './manifest.js';
 
 export interface ConvertOptions {
@@ -24,13 +25,19 @@ export interface ConvertOptions {
   dtype?: 'fp32' | 'int8';
   /** Replace an existing model directory at `out`. */
   force?: boolean;
+  /** int8 only: face images to calibrate activation ranges on. */
+  calibration?: readonly string[];
+  /** Threads for the int8 calibration runs. */
+  threads?: number;
   onProgress?: (step: string, done: number, total: number) => void;
 }
 
-const GRAPH_FILES: Record<StageName, string> = {
+export const GRAPH_FILES: Readonly<Record<StageName, string>> = {
   preprocess: 'preprocess.onnx', vre: 'vre.onnx', embeddingChange: 'embedding_change.onnx',
   vaeEncoder: 'vae_encoder.onnx', unet: 'unet.onnx', vaeDecoder: 'vae_decoder.onnx',
 };
+
+const GRAPH_COUNT = Object.keys(GRAPH_FILES).length;
 
 function sha256(file: string): string {
   const hash = crypto.createHash('sha256');
@@ -57,64 +64,79 @@ export interface WriteModelOptions {
   onProgress?: (step: string, done: number, total: number) => void;
 }
 
-/** Writes a loadable model directory for `release` (atomically: temporary sibling, then rename). */
+/** The fp32 graphs, codebook and manifest of `release`, written into the (empty) directory `dir`. */
+export function writeModelFiles(release: OSDFaceRelease, dir: string, opts: Omit<WriteModelOptions, 'out' | 'force'>, onStage?: (file: string) => void): Manifest {
+  for (const stage of stageGraphs(release)) {
+    const file = GRAPH_FILES[stage.name];
+    onStage?.(file);
+    const bytes = emitOnnx(stage.graph, {
+      weights: stage.weights,
+      external: stage.graph.params.size > 0 ? { dir, fileName: `${file}.data` } : undefined,
+      producerVersion: PACKAGE_VERSION,
+    });
+    fs.writeFileSync(path.join(dir, file), bytes);
+  }
+  writeSafetensors(path.join(dir, 'codebook.safetensors'), { codebook: release.codebook });
+
+  const settings = releaseSettings(release);
+  const manifest: Manifest = {
+    format: MANIFEST_FORMAT,
+    formatVersion: MANIFEST_VERSION,
+    packageVersion: PACKAGE_VERSION,
+    createdAt: new Date().toISOString(),
+    dtype: 'fp32',
+    graphs: { ...GRAPH_FILES },
+    codebookFile: 'codebook.safetensors',
+    settings: {
+      nMin: settings.nMin, timestep: settings.timestep, alphaCumprod: settings.alphaCumprod,
+      processSize: settings.processSize, scalingFactor: settings.scalingFactor, vaeDownFactor: release.vae.module.downFactor,
+    },
+    lora: release.lora,
+    configs: {
+      unet: release.unet.module.config.raw,
+      vae: release.vae.module.config.raw,
+      scheduler: opts.configs?.scheduler ?? null,
+      osdface: opts.configs?.osdface ?? null,
+    },
+    sources: opts.sources ?? [],
+  };
+  // The manifest is what makes a directory loadable: it is written last.
+  fs.writeFileSync(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
+  return manifest;
+}
+
+/** A fresh temporary sibling of `out` to build a model directory in (removed by the caller on failure). */
+export function partialDir(out: string, force?: boolean): string {
+  if (fs.existsSync(out) && !force) throw new Error(`${out} already exists; choose another output directory or pass --force to replace it`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  return fs.mkdtempSync(path.join(path.dirname(out), `.${path.basename(out)}.partial-`));
+}
+
+/** Moves the finished directory `tmp` to `out`, replacing what was there. */
+export function commitModelDir(tmp: string, out: string): void {
+  if (fs.existsSync(out)) {
+    const old = `${tmp}.old`;
+    fs.renameSync(out, old);
+    fs.renameSync(tmp, out);
+    fs.rmSync(old, { recursive: true, force: true });
+  } else {
+    fs.renameSync(tmp, out);
+  }
+}
+
+/** Writes a loadable fp32 model directory for `release` (atomically: temporary sibling, then rename). */
 export function writeModelDir(release: OSDFaceRelease, opts: WriteModelOptions): Manifest {
   const dtype = opts.dtype ?? 'fp32';
-  if (dtype !== 'fp32') throw new Error(`--dtype ${dtype}: only fp32 conversion is available in this version`);
+  if (dtype !== 'fp32') throw new Error(`writeModelDir writes fp32 models; int8 ones need calibration images: use writeInt8ModelDir`);
   const out = path.resolve(opts.out);
-  if (fs.existsSync(out) && !opts.force) throw new Error(`${out} already exists; choose another output directory or pass --force to replace it`);
-  fs.mkdirSync(path.dirname(out), { recursive: true });
   const progress = opts.onProgress ?? (() => {});
-  const tmp = fs.mkdtempSync(path.join(path.dirname(out), `.${path.basename(out)}.partial-`));
+  const tmp = partialDir(out, opts.force);
   try {
-    const stages = stageGraphs(release);
-    const total = stages.length + 1;
+    const total = GRAPH_COUNT + 1;
     let done = 0;
-    for (const stage of stages) {
-      const file = GRAPH_FILES[stage.name];
-      progress(`writing ${file}`, done++, total);
-      const bytes = emitOnnx(stage.graph, {
-        weights: stage.weights,
-        external: stage.graph.params.size > 0 ? { dir: tmp, fileName: `${file}.data` } : undefined,
-        producerVersion: PACKAGE_VERSION,
-      });
-      fs.writeFileSync(path.join(tmp, file), bytes);
-    }
-    writeSafetensors(path.join(tmp, 'codebook.safetensors'), { codebook: release.codebook });
-
-    const settings = releaseSettings(release);
-    const manifest: Manifest = {
-      format: MANIFEST_FORMAT,
-      formatVersion: MANIFEST_VERSION,
-      packageVersion: PACKAGE_VERSION,
-      createdAt: new Date().toISOString(),
-      dtype,
-      graphs: GRAPH_FILES,
-      codebookFile: 'codebook.safetensors',
-      settings: {
-        nMin: settings.nMin, timestep: settings.timestep, alphaCumprod: settings.alphaCumprod,
-        processSize: settings.processSize, scalingFactor: settings.scalingFactor, vaeDownFactor: release.vae.module.downFactor,
-      },
-      lora: release.lora,
-      configs: {
-        unet: release.unet.module.config.raw,
-        vae: release.vae.module.config.raw,
-        scheduler: opts.configs?.scheduler ?? null,
-        osdface: opts.configs?.osdface ?? null,
-      },
-      sources: opts.sources ?? [],
-    };
-    // The manifest is what makes a directory loadable: it is written last, then the directory is renamed.
-    fs.writeFileSync(path.join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
+    const manifest = writeModelFiles(release, tmp, opts, (file) => progress(`writing ${file}`, done++, total));
     progress('finishing', done++, total);
-    if (fs.existsSync(out)) {
-      const old = `${tmp}.old`;
-      fs.renameSync(out, old);
-      fs.renameSync(tmp, out);
-      fs.rmSync(old, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, out);
-    }
+    commitModelDir(tmp, out);
     progress('done', total, total);
     return manifest;
   } catch (e) {
@@ -126,6 +148,7 @@ export function writeModelDir(release: OSDFaceRelease, opts: WriteModelOptions):
 export async function convertRelease(opts: ConvertOptions): Promise<Manifest> {
   const out = path.resolve(opts.out);
   if (fs.existsSync(out) && !opts.force) throw new Error(`${out} already exists; choose another output directory or pass --force to replace it`);
+  if (opts.dtype === 'int8' && (opts.calibration ?? []).length === 0) throw new Error(INT8_NEEDS_CALIBRATION);
   const release = loadRelease(opts.sd, opts.osdface, { loraRank: opts.loraRank, loraAlpha: opts.loraAlpha });
   try {
     opts.onProgress?.('hashing source files', 0, 1);
@@ -138,13 +161,16 @@ export async function convertRelease(opts: ConvertOptions): Promise<Manifest> {
     }
     add(path.join(opts.sd, 'scheduler', 'scheduler_config.json'));
     for (const f of Object.values(OSDFACE_FILES)) add(path.join(opts.osdface, f));
-    const manifest = writeModelDir(release, {
-      out, dtype: opts.dtype, force: opts.force, sources, onProgress: opts.onProgress,
+    const write: WriteModelOptions = {
+      out, force: opts.force, sources, onProgress: opts.onProgress,
       configs: {
         scheduler: readJsonIfExists(path.join(opts.sd, 'scheduler', 'scheduler_config.json')),
         osdface: readJsonIfExists(path.join(opts.osdface, OSDFACE_FILES.config)),
       },
-    });
+    };
+    const manifest = opts.dtype === 'int8'
+      ? await writeInt8ModelDir(release, { ...write, calibration: opts.calibration ?? [], threads: opts.threads })
+      : writeModelDir(release, write);
     // Optimizing for this CPU now makes the first load as fast as every later one.
     await prepareOptimized(out, manifest, (step) => opts.onProgress?.(step, 0, 1));
     return manifest;

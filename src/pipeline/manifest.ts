@@ -33,6 +33,10 @@ export interface Manifest {
   lora: { rank: number; alpha: number; modules: number } | null;
   configs: { unet: unknown; vae: unknown; scheduler: unknown; osdface: unknown };
   sources: SourceFile[];
+  /** fp32 VAE graphs the tiled VAE reads its weights from, when `graphs` holds quantized ones. */
+  vaeGraphs?: { encoder: string; decoder: string };
+  /** How an int8 model was quantized. */
+  quantization?: { method: string; calibrationImages: number; quantizedConvs: Partial<Record<StageName, number>> };
 }
 
 export class ModelDirError extends Error {

@@ -76,7 +76,8 @@ export async function prepareOptimized(dir: string, manifest: Manifest, onProgre
  */
 function tiledVaeOf(dir: string, manifest: Manifest, runtime: RuntimeOptions): TiledVae {
   const vae = new AutoencoderKL(new Config(manifest.configs.vae as Record<string, unknown>, `${path.join(dir, 'manifest.json')} configs.vae`));
-  const files = [manifest.graphs.vaeEncoder, manifest.graphs.vaeDecoder].map((f) => path.join(dir, f));
+  const vaeGraphs = manifest.vaeGraphs ?? { encoder: manifest.graphs.vaeEncoder, decoder: manifest.graphs.vaeDecoder };
+  const files = [vaeGraphs.encoder, vaeGraphs.decoder].map((f) => path.join(dir, f));
   let weights: OnnxWeights | null = null;
   return new TiledVae(vae, { read: (key, shape) => (weights ??= onnxWeights(files)).read(key, shape) }, runtime, () => weights?.close());
 }

@@ -24,7 +24,9 @@ export interface PipelineSettings {
 }
 
 export type StageName = 'preprocess' | 'vre' | 'embeddingChange' | 'vaeEncoder' | 'unet' | 'vaeDecoder';
-export type StageSessions = Record<StageName, OnnxSession>;
+/** What the pipeline needs of a stage's session (calibration wraps sessions to record activation ranges). */
+export type StageSession = Pick<OnnxSession, 'run' | 'release'>;
+export type StageSessions = Record<StageName, StageSession>;
 import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
 import { gaussianNoise } from './random.js';

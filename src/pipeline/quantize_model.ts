@@ -1,0 +1,144 @@
+/**
+ * int8 model directories: the fp32 conversion, then static quantization of the convolutions of
+ * the VAE encoder, UNet and VAE decoder (src/graph/quantize.ts) with activation ranges calibrated
+ * by running the fp32 pipeline on face images. The VRE stays fp32 (its nearest-code choice picks
+ * the prompt tokens, and it takes 6 % of the time); attention and linear layers stay fp32.
+ *
+ * The directory is built in a temporary sibling and renamed into place at the end, like an fp32
+ * one. It keeps the fp32 VAE graphs (the tiled VAE reads its weights from them) but not the fp32
+ * UNet (3.4 GB).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { emitOnnx } from '../graph/emit.js';
+import type { Graph } from '../graph/ir.js';
+import { addRangeProbes, calibrationValues, mergeRanges, quantizeConvs, type Ranges } from '../graph/quantize.js';
+import { OnnxSession, type RuntimeOptions } from '../graph/runtime.js';
+import { decodeImage, toSquareTensor } from '../image/io.js';
+import { SafetensorsFile } from '../weights/safetensors.js';
+import type { FloatTensor } from '../tensor.js';
+import { PACKAGE_VERSION } from '../version.js';
+import type { OSDFaceRelease } from './release.js';
+import { OSDFacePipeline, stageGraphs, type StageName, type StageSession, type StageSessions } from './pipeline.js';
+import { commitModelDir, GRAPH_FILES, partialDir, writeModelFiles, type WriteModelOptions } from './convert.js';
+import { MANIFEST_FILE, type Manifest } from './manifest.js';
+
+export const INT8_NEEDS_CALIBRATION =
+  'int8 conversion calibrates activation ranges on face images: give --calibration <folder> with aligned face crops like the ones you will restore (10 or more; 512 x 512 for the official model)';
+
+/** The stages whose convolutions are quantized. */
+export const QUANTIZED_STAGES: readonly StageName[] = ['vaeEncoder', 'unet', 'vaeDecoder'];
+
+export const INT8_GRAPH_FILES: Readonly<Partial<Record<StageName, string>>> = {
+  vaeEncoder: 'vae_encoder.int8.onnx', unet: 'unet.int8.onnx', vaeDecoder: 'vae_decoder.int8.onnx',
+};
+
+export interface Int8Options extends WriteModelOptions {
+  /** Face images (files) the activation ranges are calibrated on: aligned crops like the ones to restore. */
+  calibration: readonly string[];
+  /** Threads for the calibration runs. */
+  threads?: number;
+}
+
+/** Ranges of every quantized conv's input and output over the calibration images, per stage. */
+async function calibrate(release: OSDFaceRelease, dir: string, images: readonly string[], runtime: RuntimeOptions, progress: (step: string, done: number, total: number) => void): Promise<Record<string, Ranges>> {
+  const ranges: Record<string, Ranges> = {};
+  const sessions: Partial<StageSessions> = {};
+  const probed = new Map<StageName, Graph>();
+  for (const stage of stageGraphs(release)) if (QUANTIZED_STAGES.includes(stage.name)) probed.set(stage.name, stage.graph);
+  try {
+    for (const [stage, file] of Object.entries(GRAPH_FILES) as [StageName, string][]) {
+      const graph = probed.get(stage);
+      if (!graph) {
+        sessions[stage] = await OnnxSession.create(path.join(dir, file), runtime);
+        continue;
+      }
+      addRangeProbes(graph, calibrationValues(graph));
+      // The probed graph has the fp32 graph's parameters in the same order: it reuses its data file.
+      const bytes = emitOnnx(graph, { weights: { read: () => { throw new Error('unreachable'); } }, external: { dir, fileName: `${file}.data`, existing: true } });
+      const probeFile = path.join(dir, `calibrate.${file}`);
+      fs.writeFileSync(probeFile, bytes);
+      const inner = await OnnxSession.create(probeFile, runtime);
+      fs.rmSync(probeFile);
+      const stageRanges: Ranges = (ranges[stage] = {});
+      const recording: StageSession = {
+        run: async (feeds) => {
+          const out = await inner.run(feeds);
+          mergeRanges(stageRanges, out as Record<string, { data: ArrayLike<number> }>);
+          return out;
+        },
+        release: () => inner.release(),
+      };
+      sessions[stage] = recording;
+    }
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')) as Manifest;
+    const cb = SafetensorsFile.open(path.join(dir, manifest.codebookFile));
+    const codebook = cb.read('codebook') as FloatTensor;
+    cb.close();
+    const { nMin, timestep, alphaCumprod, processSize, scalingFactor } = manifest.settings;
+    const pipeline = new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor }, sessions as StageSessions);
+    for (const [i, file] of images.entries()) {
+      progress(`calibrating on ${path.basename(file)}`, i, images.length);
+      const img = await decodeImage(file);
+      await pipeline.restore(toSquareTensor(img).tensor, { vaeTiling: false });
+    }
+    return ranges;
+  } finally {
+    for (const s of Object.values(sessions)) await s.release();
+  }
+}
+
+/**
+ * Writes an int8 model directory for `release`: fp32 conversion, calibration on
+ * `opts.calibration`, quantized graphs; atomically (temporary sibling, then rename).
+ */
+export async function writeInt8ModelDir(release: OSDFaceRelease, opts: Int8Options): Promise<Manifest> {
+  if (opts.calibration.length === 0) {
+    throw new Error(INT8_NEEDS_CALIBRATION);
+  }
+  for (const f of opts.calibration) if (!fs.existsSync(f)) throw new Error(`calibration image ${f} does not exist`);
+  const out = path.resolve(opts.out);
+  const progress = opts.onProgress ?? (() => {});
+  const tmp = partialDir(out, opts.force);
+  try {
+    const fp32 = writeModelFiles(release, tmp, opts, (file) => progress(`writing ${file}`, 0, 1));
+    const runtime: RuntimeOptions = opts.threads ? { threads: opts.threads } : {};
+    const ranges = await calibrate(release, tmp, opts.calibration, runtime, progress);
+
+    const graphs = { ...fp32.graphs };
+    const quantizedConvs: Partial<Record<StageName, number>> = {};
+    for (const stage of stageGraphs(release)) {
+      const file = INT8_GRAPH_FILES[stage.name];
+      if (!file) continue;
+      progress(`writing ${file}`, 0, 1);
+      const { weights, quantized } = quantizeConvs(stage.graph, ranges[stage.name]!, stage.weights);
+      quantizedConvs[stage.name] = quantized;
+      fs.writeFileSync(path.join(tmp, file), emitOnnx(stage.graph, {
+        weights, external: { dir: tmp, fileName: `${file}.data` }, producerVersion: PACKAGE_VERSION,
+      }));
+      graphs[stage.name] = file;
+    }
+    const unetFp32 = path.join(tmp, GRAPH_FILES.unet);
+    fs.rmSync(unetFp32);
+    fs.rmSync(`${unetFp32}.data`);
+
+    const manifest: Manifest = {
+      ...fp32,
+      dtype: 'int8',
+      graphs,
+      vaeGraphs: { encoder: GRAPH_FILES.vaeEncoder, decoder: GRAPH_FILES.vaeDecoder },
+      quantization: {
+        method: 'static, QDQ (QLinearConv): int8 symmetric per-output-channel weights, uint8 per-tensor activations, min/max calibration',
+        calibrationImages: opts.calibration.length,
+        quantizedConvs,
+      },
+    };
+    fs.writeFileSync(path.join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
+    commitModelDir(tmp, out);
+    progress('done', 1, 1);
+    return manifest;
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
