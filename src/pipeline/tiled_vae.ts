@@ -189,12 +189,18 @@ export class TiledVae {
     };
     const outs: FloatTensor[] = [];
     let sums: GroupSums | null = null;
+    // Crop buffers are reused from tile to tile: each run has finished with its inputs before the next crop.
+    const buffers = new Map<string, Float32Array>();
     for (let i = 0; i + 1 < ys.length; i++) {
       for (let j = 0; j + 1 < xs.length; j++) {
         const ay = axis(ys[i]!, ys[i + 1]!, H);
         const ax = axis(xs[j]!, xs[j + 1]!, W);
         const feeds: Record<string, Tensor> = { ...whole };
-        for (const name of piece.spatial) feeds[name] = crop(spatial[name]!, ay.c0, ay.c1, ax.c0, ax.c1);
+        for (const name of piece.spatial) {
+          const t = crop(spatial[name]!, ay.c0, ay.c1, ax.c0, ax.c1, buffers.get(name));
+          if (t !== spatial[name]) buffers.set(name, t.data);
+          feeds[name] = t;
+        }
         const result = await piece.session.run(feeds);
         piece.outputs.forEach((name, k) => {
           const t = result[name] as FloatTensor;

@@ -75,12 +75,15 @@ export function dims4(t: FloatTensor, what: string): [number, number, number, nu
   return t.shape as [number, number, number, number];
 }
 
-/** x[:, :, y0:y1, x0:x1] as a new tensor. */
-export function crop(x: FloatTensor, y0: number, y1: number, x0: number, x1: number): FloatTensor {
+/**
+ * x[:, :, y0:y1, x0:x1] as a tensor of its own, written into `reuse` when that has the right
+ * length (tiles of one map mostly share a size, and fresh buffers cost page faults and GC).
+ */
+export function crop(x: FloatTensor, y0: number, y1: number, x0: number, x1: number, reuse?: Float32Array): FloatTensor {
   const [B, C, H, W] = dims4(x, 'crop input');
   if (y0 === 0 && x0 === 0 && y1 === H && x1 === W) return x;
   const h = y1 - y0, w = x1 - x0;
-  const out = floatTensor([B, C, h, w]);
+  const out = floatTensor([B, C, h, w], reuse?.length === B * C * h * w ? reuse : undefined);
   for (let bc = 0; bc < B * C; bc++) {
     for (let y = 0; y < h; y++) {
       const src = (bc * H + y0 + y) * W + x0;
@@ -106,18 +109,12 @@ export class GroupSums {
     this.count = new Float64Array(batch * groups);
   }
 
-  /** Adds one row of channel `c` of batch item `b`. */
-  addRow(b: number, c: number, row: Float32Array): void {
+  /** Adds the sum `s` and sum of squares `s2` of `n` values of channel `c` of batch item `b`. */
+  add(b: number, c: number, s: number, s2: number, n: number): void {
     const k = b * this.groups + Math.floor(c / (this.channels / this.groups));
-    let s = 0, s2 = 0;
-    for (let i = 0; i < row.length; i++) {
-      const v = row[i]!;
-      s += v;
-      s2 += v * v;
-    }
     this.sum[k]! += s;
     this.sq[k]! += s2;
-    this.count[k]! += row.length;
+    this.count[k]! += n;
   }
 
   /** mean and 1 / sqrt(var + eps), each (B, groups, 1), as the GroupNorm pieces take them. */
@@ -152,15 +149,23 @@ export function pasteCore(dst: FloatTensor, tile: FloatTensor, win: CoreWindow, 
   if (tb !== B || tc !== C || win.sy + win.h > th || win.sx + win.w > tw || win.dy + win.h > H || win.dx + win.w > W) {
     throw new Error(`tile ${shapeStr(tile.shape)} core ${JSON.stringify(win)} does not fit ${shapeStr(dst.shape)}`);
   }
+  const from = tile.data, to = dst.data;
   for (let b = 0; b < B; b++) {
     for (let c = 0; c < C; c++) {
       const bc = b * C + c;
+      let s = 0, s2 = 0;
       for (let y = 0; y < win.h; y++) {
-        const src = (bc * th + win.sy + y) * tw + win.sx;
-        const row = tile.data.subarray(src, src + win.w);
-        dst.data.set(row, (bc * H + win.dy + y) * W + win.dx);
-        sums?.addRow(b, c, row);
+        const src = (bc * th + win.sy + y) * tw + win.sx, d = (bc * H + win.dy + y) * W + win.dx;
+        to.set(from.subarray(src, src + win.w), d);
+        if (sums) {
+          for (let i = src; i < src + win.w; i++) {
+            const v = from[i]!;
+            s += v;
+            s2 += v * v;
+          }
+        }
       }
+      sums?.add(b, c, s, s2, win.h * win.w);
     }
   }
 }
