@@ -62,10 +62,10 @@ describe('pairing by base name', () => {
     assert.throws(() => pairFolders(path.join(root, 'nope'), gt), /--pred .*nope is not a folder/);
   });
 
-  test('metric lists: unknown and unavailable metrics are errors that say why', () => {
+  test('metric lists: unknown metrics are errors; network metrics are accepted', () => {
     assert.deepEqual(parseMetricList('PSNR, ssim,psnr'), ['psnr', 'ssim']);
     assert.throws(() => parseMetricList('psnr,foo'), /unknown metric 'foo'/);
-    assert.throws(() => parseMetricList('fid'), /fid is not available: .*Inception-v3/);
+    assert.deepEqual(parseMetricList('lpips,dists,fid'), ['lpips', 'dists', 'fid']);
     assert.deepEqual(parseMetricList('ids,lmd'), ['ids', 'lmd']);
   });
 });
@@ -166,14 +166,22 @@ describe('osdface eval', () => {
     assert.deepEqual(fs.readdirSync(path.dirname(report)), ['report.html']);
   });
 
-  test('usage errors exit 2: missing folder, unknown or unavailable metric, niqe without parameters', async (t) => {
+  test('usage errors exit 2: missing folder, unknown metric, network metrics or niqe without their files', async (t) => {
     const d = await folders(t);
     assert.equal((await run(['--pred', d.pred])).code, 2);
     assert.match((await run(['--pred', path.join(d.root, 'none'), '--gt', d.gt])).err, /is not a folder/);
     assert.equal((await run(['--pred', d.pred, '--gt', d.gt, '--metrics', 'psnr,bogus'])).code, 2);
     const l = await run(['--pred', d.pred, '--gt', d.gt, '--metrics', 'lpips']);
     assert.equal(l.code, 2);
-    assert.match(l.err, /lpips is not available: LPIPS .*AlexNet/);
+    assert.match(l.err, /cannot use lpips: lpips: the backbone \(--lpips-backbone\) and the linear layers \(--lpips-lin\) not given\. LPIPS .*AlexNet .*alexnet-owt-7be5be79\.pth/);
+    const missing = await run(['--pred', d.pred, '--gt', d.gt, '--metrics', 'lpips', '--lpips-backbone', path.join(d.root, 'alexnet.pth'), '--lpips-lin', path.join(d.root, 'alex.pth')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /alexnet\.pth does not exist/);
+    assert.match((await run(['--pred', d.pred, '--gt', d.gt, '--metrics', 'dists'])).err, /cannot use dists: .*--dists-weights.*vgg16-397923af\.pth/);
+    const fidErr = await run(['--pred', d.pred, '--gt', d.gt, '--metrics', 'fid']);
+    assert.equal(fidErr.code, 2);
+    assert.match(fidErr.err, /cannot use fid: .*--fid-inception.*pt_inception-2015-12-05/);
+    assert.match((await run(['--pred', d.pred, '--gt', d.gt, '--metrics', 'lpips', '--lpips-net', 'squeeze'])).err, /--lpips-net must be alex or vgg/);
     const saved = process.env.OSDFACE_NIQE_PARAMS;
     delete process.env.OSDFACE_NIQE_PARAMS;
     try {
@@ -216,4 +224,62 @@ test('osdface eval --metrics ids: 1 for the same face, lower for another person'
   const ids = Object.fromEntries(out.images.map((i) => [i.name, i.ids]));
   assert.ok(Math.abs(ids['a']! - 1) < 1e-6, `same face ${ids['a']}`);
   assert.ok(ids['b']! < 0.99, `different people ${ids['b']}`);
+});
+
+describe('network metrics in the evaluation (stand-in networks)', () => {
+  /** Stand-ins with the metric objects' interfaces: the evaluation's bookkeeping is what is tested. */
+  const pairDistance = (scale: number) => ({ distance: async (a: RgbImage, b: RgbImage) => scale * Math.abs(a.data[0]! - b.data[0]!) });
+  /** Feature [offset, 0] of picture(w, h, offset): one varying dimension. */
+  const features = { features: async (img: RgbImage) => Float32Array.of(img.data[0]! - 30, 0) };
+
+  async function threePairs(t: { after(fn: () => void): void }) {
+    const root = tempDir(t, 'osdface-eval-fid-');
+    const pred = path.join(root, 'pred');
+    const gt = path.join(root, 'gt');
+    for (const [name, off] of [['a', 0], ['b', 2], ['c', 4]] as const) {
+      await put(pred, `${name}.png`, picture(16, 16, off));
+      await put(gt, `${name}.png`, picture(16, 16, off + 1));
+    }
+    return { root, pred, gt };
+  }
+
+  test('lpips / dists per pair; fid once for the set against statistics (closed form), not per image', async (t) => {
+    const d = await threePairs(t);
+    // pred features x = 0, 2, 4: mean 2, variance 4 (N - 1); reference mu (1, 1), sigma diag(9, 0.25):
+    // FID = |(2, 0) - (1, 1)|² + (sqrt 4 - sqrt 9)² + 0.25 = 2 + 1 + 0.25
+    const stats = { dim: 2, mu: Float64Array.of(1, 1), sigma: Float64Array.of(9, 0, 0, 0.25) };
+    const r = await evaluatePairs(pairFolders(d.pred, d.gt), {
+      metrics: ['lpips', 'dists', 'fid'], lpips: pairDistance(0.5), dists: pairDistance(0.25), fid: { features, reference: { stats, label: 'stats.npz' } },
+    });
+    assert.equal(r.images[0]!.values.lpips, 0.5);
+    assert.equal(r.images[1]!.values.dists, 0.25);
+    assert.ok(r.images.every((i) => i.values.fid === undefined));
+    assert.ok(Math.abs(r.mean.fid! - 3.25) < 1e-12, String(r.mean.fid));
+    assert.equal(r.count.fid, 3);
+    assert.equal(r.reference?.fid, 'stats.npz');
+    const j = toJson(r) as { mean: Record<string, unknown>; images: Record<string, unknown>[]; reference: Record<string, string> };
+    assert.equal(j.mean.fid, r.mean.fid);
+    assert.ok(j.images.every((i) => !('fid' in i) && typeof i.lpips === 'number'));
+    assert.equal(j.reference.fid, 'stats.npz');
+    const table = formatTable(r);
+    assert.match(table, /fid: one value for the set, 3 restored images against stats\.npz/);
+    assert.match(table.split('\n')[1]!, /^a\s+0\.5000\s+0\.2500\s*$/); // no per-image fid cell
+    const html = await buildReport(r);
+    assert.match(html, /\(n=3, set\)/);
+    assert.doesNotMatch(html, /<table class="nums">[^]*?fid/);
+  });
+
+  test('fid against the ground truth, and too few images is a listed set-level error', async (t) => {
+    const d = await threePairs(t);
+    // gt features 1, 3, 5: same spread, mean shifted by 1 -> FID = 1
+    const r = await evaluatePairs(pairFolders(d.pred, d.gt), { metrics: ['fid'], fid: { features, reference: 'gt' } });
+    assert.ok(Math.abs(r.mean.fid! - 1) < 1e-9, String(r.mean.fid));
+    assert.equal(r.reference?.fid, 'ground truth (3 images)');
+    fs.rmSync(path.join(d.pred, 'b.png'));
+    fs.rmSync(path.join(d.pred, 'c.png'));
+    const one = await evaluatePairs(pairFolders(d.pred, d.gt), { metrics: ['fid'], fid: { features, reference: 'gt' } });
+    assert.equal(one.mean.fid, undefined);
+    assert.match(one.setErrors![0]!, /fid: fid needs at least 2 images/);
+    assert.match(formatTable(one), /\(set\) fid: fid needs at least 2 images/);
+  });
 });

@@ -6,18 +6,38 @@
  * Exit codes: 0 every pair evaluated and nothing unpaired; 1 something was listed as a problem
  * (a missing or duplicate pair, an unreadable file, a size mismatch, a metric that failed; the
  * rest is still evaluated and reported); 2 usage error (bad flags, a folder that does not exist,
- * an unknown or unavailable metric, unreadable NIQE parameters).
+ * an unknown metric, a metric whose weight files were not given or cannot be read, unreadable NIQE
+ * parameters or FID statistics).
  */
 
+import fs from 'node:fs';
 import path from 'node:path';
 import { errorMessage, isMainModule, parseFlags, UsageError } from '../degrade/args.js';
 import {
-  evaluatePairs, formatTable, pairFolders, parseMetricList, toJson, METRIC_NAMES, UNAVAILABLE_METRICS, type MetricName,
+  evaluatePairs, formatTable, pairFolders, parseMetricList, toJson, METRIC_NAMES, type FidSetup, type MetricName,
 } from '../metrics/evaluate.js';
+import { LpipsMetric, type LpipsNet } from '../metrics/lpips.js';
+import { DistsMetric } from '../metrics/dists_metric.js';
+import { FidFeatureExtractor, loadFidStats } from '../metrics/fid.js';
+import { METRIC_REQUIREMENTS } from '../metrics/unavailable.js';
 import { loadNiqeParams, type NiqeParams } from '../metrics/niqe.js';
 import { writeReport } from '../metrics/report.js';
 import { LandmarkDistance } from '../metrics/lmd.js';
 import { FaceRecognizer } from '../face/recognition.js';
+
+/** Wraps a help paragraph to the option-description column (25 spaces in, 70 wide). */
+function wrapHelp(text: string): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > 70) {
+      lines.push(line);
+      line = `  ${word}`;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  lines.push(line);
+  return lines.map((l) => `${' '.repeat(25)}${l}`).join('\n');
+}
 
 export const EVAL_USAGE = `usage: osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
 
@@ -38,10 +58,23 @@ options:
                          box found on the ground truth (lower is better).
                          ids: cosine of face-api's 128-d face recognition descriptors (higher is
                          better; not ArcFace, so not comparable with published IDS / Deg).
-                         (${UNAVAILABLE_METRICS.join(', ')} need networks osdface does not bundle.)
+                         lpips, dists: per pair, lower is better; fid: one value for the
+                         whole set of restored images (lower is better). These three need
+                         weight files osdface does not bundle (flags below):
+${(['lpips', 'dists', 'fid'] as const).map((m) => wrapHelp(`- ${METRIC_REQUIREMENTS[m]}`)).join('\n')}
   --y-channel            compute psnr and ssim on Y (same as asking for psnr_y, ssim_y)
   --niqe-params <file>   NIQE pristine parameters, BasicSR's niqe_pris_params.npz
                          (default: $OSDFACE_NIQE_PARAMS)
+  --lpips-net <alex|vgg> LPIPS backbone, default alex
+  --lpips-backbone <f>   torchvision ImageNet weights: alexnet-owt-7be5be79.pth (alex) or
+                         vgg16-397923af.pth (vgg)
+  --lpips-lin <f>        LPIPS v0.1 linear layers: alex.pth / vgg.pth (lpips weights/v0.1)
+  --dists-weights <f,f>  VGG16 (vgg16-397923af.pth) and DISTS alpha/beta (weights.pt), comma-separated
+                         (or one file holding both, e.g. pyiqa's DISTS_weights)
+  --fid-inception <f>    pytorch-fid's pt_inception-2015-12-05-6726825d.pth
+  --fid-stats <f>        reference statistics instead of the ground truth: pytorch-fid .npz (mu,
+                         sigma) or BasicSR .pth (mean, cov), e.g. inception_FFHQ_512-f7b384ab.pth
+  --fid-ref <dir>        reference images instead of the ground truth (default: the --gt images)
   --json                 print {"mean": {...}, "images": [{"name": ..., "psnr": ...}], ...}
                          instead of the table (infinite PSNR is written "inf")
   --report <file.html>   write an HTML report: LQ | restored | GT centre crops and the numbers
@@ -55,6 +88,13 @@ const SPEC = {
   metrics: { kind: 'string' },
   'y-channel': { kind: 'bool' },
   'niqe-params': { kind: 'string' },
+  'lpips-net': { kind: 'string' },
+  'lpips-backbone': { kind: 'string' },
+  'lpips-lin': { kind: 'string' },
+  'dists-weights': { kind: 'string' },
+  'fid-inception': { kind: 'string' },
+  'fid-stats': { kind: 'string' },
+  'fid-ref': { kind: 'string' },
   json: { kind: 'bool' },
   report: { kind: 'string' },
   help: { kind: 'bool', short: 'h' },
@@ -68,6 +108,10 @@ export async function main(argv: string[]): Promise<number> {
   let niqeParams: NiqeParams | undefined;
   let landmarks: LandmarkDistance | undefined;
   let recognizer: FaceRecognizer | undefined;
+  let lpips: LpipsMetric | undefined;
+  let dists: DistsMetric | undefined;
+  let fid: FidSetup | undefined;
+  let fidExtractor: FidFeatureExtractor | undefined;
   let json: boolean;
   let reportFile: string | undefined;
   let pairing: ReturnType<typeof pairFolders>;
@@ -120,8 +164,44 @@ export async function main(argv: string[]): Promise<number> {
         throw new UsageError(`lmd: cannot load the face landmark model: ${errorMessage(e)}`);
       }
     }
+    const str = (name: string) => flags.get(name) as string | undefined;
+    // Network metrics: a missing or unreadable weight file is a usage error that says what is needed.
+    if (metrics.includes('lpips')) {
+      const net = str('lpips-net') ?? 'alex';
+      if (net !== 'alex' && net !== 'vgg') throw new UsageError(`--lpips-net must be alex or vgg, got '${net}'`);
+      try {
+        lpips = await LpipsMetric.load({ net: net as LpipsNet, backbone: str('lpips-backbone'), lin: str('lpips-lin') });
+      } catch (e) {
+        throw new UsageError(`cannot use lpips: ${errorMessage(e)}`);
+      }
+    }
+    if (metrics.includes('dists')) {
+      try {
+        dists = await DistsMetric.load({ weights: str('dists-weights')?.split(',').filter((f) => f !== '') ?? [] });
+      } catch (e) {
+        throw new UsageError(`cannot use dists: ${errorMessage(e)}`);
+      }
+    }
+    if (metrics.includes('fid')) {
+      const statsFile = str('fid-stats');
+      const refDir = str('fid-ref');
+      if (statsFile !== undefined && refDir !== undefined) throw new UsageError('give --fid-stats or --fid-ref, not both');
+      if (refDir !== undefined && !fs.statSync(refDir, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--fid-ref ${refDir} is not a folder`);
+      try {
+        fidExtractor = await FidFeatureExtractor.load({ inception: str('fid-inception') });
+        fid = {
+          features: fidExtractor,
+          reference: statsFile !== undefined ? { stats: loadFidStats(statsFile), label: statsFile } : refDir !== undefined ? { folder: refDir } : 'gt',
+        };
+      } catch (e) {
+        throw new UsageError(`cannot use fid: ${errorMessage(e)}`);
+      }
+    }
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
+    await lpips?.dispose();
+    await dists?.dispose();
+    await fidExtractor?.dispose();
     process.stderr.write(`eval: ${e.message}\n\n${EVAL_USAGE}`);
     return 2;
   }
@@ -134,6 +214,9 @@ export async function main(argv: string[]): Promise<number> {
       ...(niqeParams ? { niqeParams } : {}),
       ...(landmarks ? { landmarks } : {}),
       ...(recognizer ? { recognizer } : {}),
+      ...(lpips ? { lpips } : {}),
+      ...(dists ? { dists } : {}),
+      ...(fid ? { fid } : {}),
       onImage: (r, i, n) => {
         if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K[${i + 1}/${n}] ${r.name}${i + 1 === n ? '\n' : ''}`);
       },
@@ -141,18 +224,22 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     await landmarks?.dispose();
     await recognizer?.dispose();
+    await lpips?.dispose();
+    await dists?.dispose();
+    await fidExtractor?.dispose();
   }
   if (json) process.stdout.write(JSON.stringify(toJson(result), null, 2) + '\n');
   else process.stdout.write(formatTable(result));
   if (json) {
     for (const p of result.problems) process.stderr.write(`eval: ${p.name}: ${p.kind}: ${p.message}\n`);
     for (const i of result.images) for (const e of i.errors) process.stderr.write(`eval: ${i.name}: ${e}\n`);
+    for (const e of result.setErrors ?? []) process.stderr.write(`eval: ${e}\n`);
   }
   if (reportFile !== undefined) {
     await writeReport(reportFile, result, { title: `osdface eval: ${path.basename(predDir)} vs ${path.basename(gtDir)}` });
     process.stderr.write(`report: ${reportFile}\n`);
   }
-  const failed = result.problems.length > 0 || result.images.some((i) => i.errors.length > 0) || pairing.pairs.length === 0;
+  const failed = result.problems.length > 0 || result.images.some((i) => i.errors.length > 0) || (result.setErrors ?? []).length > 0 || pairing.pairs.length === 0;
   return failed ? 1 : 0;
 }
 

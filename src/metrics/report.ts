@@ -7,7 +7,7 @@
 import sharp from 'sharp';
 import { decodeImage } from '../image/io.js';
 import { errorMessage, writeFileAtomic } from '../degrade/args.js';
-import { formatValue, HIGHER_IS_BETTER, type EvaluationResult, type ImageResult } from './evaluate.js';
+import { formatValue, HIGHER_IS_BETTER, SET_METRICS, type EvaluationResult, type ImageResult } from './evaluate.js';
 
 export interface ReportOptions {
   /** Side of each displayed crop in pixels (default 256). */
@@ -47,7 +47,8 @@ async function cell(label: string, file: string | undefined, fraction: number, s
 }
 
 function metricsTable(r: EvaluationResult, values: ImageResult['values']): string {
-  const rows = r.metrics.map((m) => `<tr><th>${m} ${HIGHER_IS_BETTER.has(m) ? '&uarr;' : '&darr;'}</th><td>${formatValue(m, values[m])}</td></tr>`);
+  // Set-level metrics (fid) belong to the whole set: shown once, in the mean table.
+  const rows = r.metrics.filter((m) => !SET_METRICS.has(m)).map((m) => `<tr><th>${m} ${HIGHER_IS_BETTER.has(m) ? '&uarr;' : '&darr;'}</th><td>${formatValue(m, values[m])}</td></tr>`);
   return `<table class="nums">${rows.join('')}</table>`;
 }
 
@@ -66,13 +67,19 @@ img{image-rendering:auto;display:block}.missing{display:flex;align-items:center;
 .errors{color:#a00;font-size:13px}h2{font-size:16px;margin:0 0 6px}
 </style></head><body><h1>${escapeHtml(title)}</h1>`);
   parts.push(`<p>${r.images.length} pairs; centre crops (${Math.round(fraction * 100)}% of the shorter side) shown at ${size}x${size}: LQ | restored | ground truth. ` +
-    `PSNR/SSIM on 8-bit values (data range 255, no border cropped; _y: BT.601 luma as MATLAB rgb2ycbcr); NIQE of the restored image (lower is better).</p>`);
+    `PSNR/SSIM on 8-bit values (data range 255, no border cropped; _y: BT.601 luma as MATLAB rgb2ycbcr); NIQE of the restored image (lower is better); LPIPS / DISTS per pair, FID for the whole set (lower is better).</p>`);
   const head = `<tr><th></th>${r.metrics.map((m) => `<th>${m} ${HIGHER_IS_BETTER.has(m) ? '&uarr;' : '&darr;'}</th>`).join('')}</tr>`;
-  const meanRow = `<tr><th>mean</th>${r.metrics.map((m) => `<td>${formatValue(m, r.mean[m])} <span class="note">(n=${r.count[m] ?? 0})</span></td>`).join('')}</tr>`;
+  const meanRow = `<tr><th>mean</th>${r.metrics.map((m) => `<td>${formatValue(m, r.mean[m])} <span class="note">(n=${r.count[m] ?? 0}${SET_METRICS.has(m) ? ', set' : ''})</span></td>`).join('')}</tr>`;
   parts.push(`<table>${head}${meanRow}</table>`);
+  for (const m of r.metrics) {
+    if (SET_METRICS.has(m) && r.mean[m] !== undefined) {
+      parts.push(`<p class="note">${m}: one value for the whole set, ${r.count[m]} restored images against ${escapeHtml(r.reference?.[m] ?? 'the reference')}; not computed per image.</p>`);
+    }
+  }
   const errs = r.images.filter((i) => i.errors.length > 0);
-  if (r.problems.length > 0 || errs.length > 0) {
+  if (r.problems.length > 0 || errs.length > 0 || (r.setErrors ?? []).length > 0) {
     parts.push('<h2 class="errors">Problems</h2><ul class="errors">');
+    for (const e of r.setErrors ?? []) parts.push(`<li>(set) ${escapeHtml(e)}</li>`);
     for (const p of r.problems) parts.push(`<li>${escapeHtml(p.name)}: ${escapeHtml(p.kind)}: ${escapeHtml(p.message)}</li>`);
     for (const i of errs) for (const e of i.errors) parts.push(`<li>${escapeHtml(i.name)}: ${escapeHtml(e)}</li>`);
     parts.push('</ul>');
