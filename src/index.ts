@@ -12,3 +12,4 @@ export {
 } from './photo/restore_photo.js';
 export { FaceDetector, type Box, type DetectedFace, type DetectOptions, type FaceDetectorOptions, type Landmarks5, type Point } from './face/detector.js';
 export { type Affine } from './face/align.js';
+export { DEFAULT_VAE_TILING, type VaeTileOptions, type VaeTiling } from './pipeline/tiling.js';

@@ -14,6 +14,7 @@ import { decodeImage, fromSquareTensor, toSquareTensor, type DecodedImage, type 
 import { loadModelDir } from './pipeline/model.js';
 import { readManifest, type Manifest } from './pipeline/manifest.js';
 import type { OSDFacePipeline } from './pipeline/pipeline.js';
+import { resolveVaeTiling, type VaeTiling } from './pipeline/tiling.js';
 import { gaussianNoise } from './pipeline/random.js';
 import { FaceDetector } from './face/detector.js';
 import { restorePhoto, type PhotoFace, type PhotoImage, type RestorePhotoOptions } from './photo/restore_photo.js';
@@ -29,6 +30,17 @@ export interface OSDFaceLoadOptions {
    * converted with); left out, whatever the directory holds is used.
    */
   dtype?: ModelDtype;
+  /**
+   * VAE tiling: `{ tileSize, threshold }` (image pixels; defaults 512 and 768 * 768) or false.
+   * The VAE runs in tiles of `tileSize` when an image it encodes or decodes has more than
+   * `threshold` pixels and does not fit in one tile. Tiles are exact (whole-image GroupNorm
+   * statistics and attention, each tile reading the 1-pixel halo its convolutions need): the
+   * output equals the untiled one up to float rounding, and the networks' working memory is
+   * that of one tile. The pipeline restores at the model's process size (512 x 512 for the
+   * official weights), which the defaults never tile; a smaller `tileSize` with `threshold: 0`
+   * trades time for memory there.
+   */
+  vaeTiling?: VaeTiling;
 }
 
 export interface OSDFaceRestoreOptions {
@@ -146,6 +158,7 @@ export class OSDFace {
     /** The model directory, resolved. */
     readonly dir: string,
     private readonly threads: number | undefined,
+    private readonly vaeTiling: VaeTiling | undefined,
   ) {}
 
   /**
@@ -173,8 +186,15 @@ export class OSDFace {
         `\`npx osdface convert --sd ${src.sd} --osdface ${src.osdface} --dtype ${opts.dtype} -o <new model dir>\``,
       );
     }
+    if (opts.vaeTiling !== undefined && opts.vaeTiling !== false) {
+      try {
+        resolveVaeTiling(opts.vaeTiling);
+      } catch (e) {
+        throw new RangeError(`OSDFace.load: vaeTiling: ${(e as Error).message}`);
+      }
+    }
     const { pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {});
-    return new OSDFace(pipeline, manifest, dir, opts.threads);
+    return new OSDFace(pipeline, manifest, dir, opts.threads, opts.vaeTiling);
   }
 
   /** Side of the square the network restores at (512 for the official weights). */
@@ -301,7 +321,7 @@ export class OSDFace {
       const lq = floatTensor([group.length, 3, side, side]);
       group.forEach((it, i) => lq.data.set(it.tensor.data, i * plane));
       const eps = latent === 'sample' ? this.noise(group.map((it) => it.seed!)) : undefined;
-      const { out } = await this.pipeline.restore(lq, eps ? { latent, eps } : { latent });
+      const { out } = await this.pipeline.restore(lq, { latent, ...(eps ? { eps } : {}), vaeTiling: this.vaeTiling });
       const p = out.shape[2]!;
       const outPlane = 3 * p * p;
       for (let i = 0; i < group.length; i++) {

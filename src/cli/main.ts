@@ -78,6 +78,10 @@ options:
   --skip-existing        leave outputs that already exist alone (reported as skipped)
   --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
+  --vae-tile <px>        run the VAE in tiles of this many pixels on any image larger than a
+                         tile (exact: same output up to float rounding; less memory, slower)
+                         (default: 512-pixel tiles above 768x768, so 512x512 runs untiled)
+  --no-vae-tiling        never tile the VAE
   --json                 print a JSON summary on stdout
   -h, --help             this help
 
@@ -384,6 +388,8 @@ const RESTORE_FLAGS: Record<string, FlagSpec> = {
   format: { kind: 'string', choices: ['png', 'jpg', 'jpeg', 'webp'] },
   json: { kind: 'bool' },
   threads: { kind: 'int' },
+  'vae-tile': { kind: 'int' },
+  'no-vae-tiling': { kind: 'bool' },
   batch: { kind: 'int' },
   compare: { kind: 'bool' },
   aligned: { kind: 'bool' },
@@ -427,6 +433,11 @@ async function restoreCommand(argv: string[]): Promise<number> {
   if (fs.existsSync(outDir) && !isDirectory(outDir)) throw usage(`-o ${outDir} is a file; give a folder (it is created if missing)`);
   const size = positive(flags, 'size', 'restore');
   const threads = positive(flags, 'threads', 'restore');
+  const vaeTile = positive(flags, 'vae-tile', 'restore');
+  if (vaeTile !== undefined && flags.has('no-vae-tiling')) throw usage('--vae-tile and --no-vae-tiling contradict each other; give one');
+  if (vaeTile !== undefined && vaeTile < 8) throw usage(`--vae-tile must be at least 8 pixels, got ${vaeTile}`);
+  // A tile size asks for tiling whatever the image size (threshold 0); images within one tile still run untiled.
+  const vaeTiling = flags.has('no-vae-tiling') ? false : vaeTile !== undefined ? { tileSize: vaeTile, threshold: 0 } : undefined;
   const batch = positive(flags, 'batch', 'restore') ?? 1;
   const maxFaces = positive(flags, 'max-faces', 'restore');
   const minEyeDistance = flags.get('min-eye-distance') as number | undefined;
@@ -509,7 +520,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
     if (todo.length > 0) {
       log(`loading ${manifest.dtype} model ${modelDir}`);
       try {
-        model = await OSDFace.load(modelDir, threads !== undefined ? { threads } : {});
+        model = await OSDFace.load(modelDir, { ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}) });
       } catch (e) {
         log(e instanceof Error ? e.message : String(e));
         return 2;
