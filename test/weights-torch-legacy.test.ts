@@ -203,6 +203,23 @@ test('legacy torch file: tensors, shared storages, strides, offsets, storage vie
   assert.deepEqual([...loadTorchCheckpoint(file, { filter: (k) => k === 'tail' }).keys()], ['tail']);
 });
 
+test('torch < 0.2 tensors: torch.FloatTensor() + BUILD (storage, offset, size, stride), referenced through the memo before BUILD', (t) => {
+  const dir = tempDir(t, 'osdface-legacy-');
+  const file = path.join(dir, 'old.pth');
+  const obj = new Pk().proto().global('collections', 'OrderedDict').mark().tuple().reduce()
+    .str('w').global('torch', 'FloatTensor').mark().tuple().reduce().op(0x71, 7) // BINPUT 7 before the state is set
+    .mark().storage('FloatStorage', '0', 4).int(1).ints([3]).ints([1]).tuple().build().setitem()
+    .str('tied').op(0x68, 7).setitem() // BINGET 7: the same tensor again
+    .stop().bytes();
+  writeLegacy(file, [...header(), obj, keyList(['0']), storageRecord(4, f32([9, 8, 7, 6]))]);
+  const m = loadTorchCheckpoint(file);
+  assert.deepEqual([...m.get('w')!.data], [8, 7, 6]);
+  assert.deepEqual([...m.get('tied')!.data], [8, 7, 6]);
+  const badState = path.join(dir, 'bad.pth');
+  writeLegacy(badState, [...header(), new Pk().proto().emptyDict().str('w').global('torch', 'FloatTensor').mark().tuple().reduce().ints([1, 2]).build().setitem().stop().bytes(), keyList([])]);
+  throwsWeightError(() => loadTorchCheckpoint(badState), badState, 'torch.FloatTensor', 'refused');
+});
+
 test('numpy arrays in a legacy file (FID statistics layout): float64, C and Fortran order', (t) => {
   const dir = tempDir(t, 'osdface-legacy-');
   const file = path.join(dir, 'stats.pth');

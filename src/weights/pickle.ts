@@ -10,6 +10,8 @@
  *
  *   collections.OrderedDict                       -> Map
  *   torch._utils._rebuild_tensor[_v2]             -> PickledTensor (a view description)
+ *   torch[.cuda].<Float|Double|...>Tensor() + BUILD (storage, offset, size, stride)
+ *                                                 -> TensorShell holding a PickledTensor (torch < 0.2)
  *   torch._utils._rebuild_parameter[_with_state]  -> the underlying PickledTensor
  *   torch.<Float|Half|BFloat16|Double|Long|Int|Short|Char|Byte|Bool>Storage,
  *   torch[.storage].UntypedStorage                -> storage classes, only usable in persistent ids
@@ -143,6 +145,17 @@ export class PickledTensor {
   }
 }
 
+/**
+ * A tensor as torch < 0.2 pickled it: `torch.FloatTensor()` (REDUCE with no arguments), then BUILD
+ * with the state (storage, storage_offset, size, stride), which torch's Tensor.__setstate__ still
+ * reads as "legacy serialization of Tensor". The pickle may refer to the object (memo) before its
+ * BUILD, so it is a shell that BUILD fills in.
+ */
+export class TensorShell {
+  tensor?: PickledTensor;
+  constructor(readonly className: string) {}
+}
+
 export function isPickledTensor(v: unknown): v is PickledTensor {
   return v instanceof PickledTensor;
 }
@@ -152,7 +165,7 @@ export function isPickledTensor(v: unknown): v is PickledTensor {
 
 type GlobalKind =
   | 'ordered_dict' | 'rebuild_tensor' | 'rebuild_tensor_v2' | 'rebuild_parameter' | 'rebuild_parameter_with_state' | 'storage_class' | 'codecs_encode'
-  | 'numpy_reconstruct' | 'numpy_ndarray' | 'numpy_dtype' | 'numpy_scalar';
+  | 'numpy_reconstruct' | 'numpy_ndarray' | 'numpy_dtype' | 'numpy_scalar' | 'legacy_tensor_class';
 
 /** An allow-listed global: inert data, interpreted by the unpickler itself. */
 class AllowedGlobal {
@@ -208,6 +221,9 @@ function lookupGlobal(module: string, name: string): AllowedGlobal | undefined {
     case 'torch.UntypedStorage':
     case 'torch.storage.UntypedStorage':
       return new AllowedGlobal(module, name, 'storage_class', 'U8');
+  }
+  if ((module === 'torch' || module === 'torch.cuda') && /^(Float|Double|Half|Long|Int|Short|Char|Byte)Tensor$/.test(name)) {
+    return new AllowedGlobal(module, name, 'legacy_tensor_class');
   }
   if ((module === 'torch' || module === 'torch.storage') && Object.hasOwn(STORAGE_CLASSES, name)) {
     return new AllowedGlobal(module, name, 'storage_class', STORAGE_CLASSES[name]);
@@ -661,9 +677,12 @@ class Unpickler {
         return this.numpy(at, () => numpyScalar(args));
       case 'numpy_ndarray':
         throw this.refuse(`calling numpy.ndarray (REDUCE at byte ${at})`);
+      case 'legacy_tensor_class':
+        if (args.length !== 0) throw this.refuse(`${fn.qualifiedName} with arguments (REDUCE at byte ${at})`);
+        return new TensorShell(fn.qualifiedName);
       case 'rebuild_parameter':
       case 'rebuild_parameter_with_state': {
-        const data = args[0];
+        const data = args[0] instanceof TensorShell ? args[0].tensor : args[0];
         if (!(data instanceof PickledTensor)) throw this.fail(`${fn.qualifiedName} at byte ${at}: first argument is not a tensor (${describe(data)})`);
         return data;
       }
@@ -718,6 +737,14 @@ class Unpickler {
   private build(obj: unknown, state: unknown, at: number): void {
     if (obj instanceof NumpyArray || obj instanceof NumpyDType) {
       this.numpy(at, () => obj.setState(state));
+      return;
+    }
+    if (obj instanceof TensorShell) {
+      if (obj.tensor) throw this.fail(`BUILD at byte ${at} on a ${obj.className} that already has its state`);
+      if (!Array.isArray(state) || state.length !== 4) {
+        throw this.refuse(`BUILD at byte ${at} on ${obj.className} with ${describe(state)} state`, 'only the legacy (storage, offset, size, stride) tensor state is understood');
+      }
+      obj.tensor = this.rebuildTensor(state, at, 4);
       return;
     }
     const isDictState = (s: unknown) => s === null || s instanceof Map;
@@ -811,6 +838,7 @@ function hex(op: number): string {
 function describe(v: unknown): string {
   if (v instanceof AllowedGlobal) return `'${v.qualifiedName}'`;
   if (v instanceof PickledTensor) return `tensor ${shapeStr(v.size)}`;
+  if (v instanceof TensorShell) return v.tensor ? `tensor ${shapeStr(v.tensor.size)}` : `empty ${v.className}`;
   if (v instanceof NumpyArray) return `numpy array ${shapeStr(v.shape)}`;
   if (v instanceof NumpyDType) return `numpy dtype ${v.name}`;
   if (v === null) return 'None';

@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import type { Tensor } from '../tensor.js';
 import { WeightFileError, listKeys } from './errors.js';
-import { type HostStorage, type StorageHandle, type StorageRef, PickledTensor, unpickle } from './pickle.js';
+import { type HostStorage, type StorageHandle, type StorageRef, PickledTensor, TensorShell, unpickle } from './pickle.js';
 import { NumpyArray } from './numpy_pickle.js';
 import { looksLikeTorchTar, readLegacyTorch } from './torch_legacy.js';
 import { ELEMENT_SIZE, decodeElements, openForReading, readFully } from './safetensors.js';
@@ -128,6 +128,7 @@ function flatten(dict: Map<unknown, unknown>, prefix: string, out: Map<string, P
     if (typeof k !== 'string' && typeof k !== 'number') continue;
     const name = `${prefix}${k}`;
     if (v instanceof PickledTensor || v instanceof NumpyArray) out.set(name, v);
+    else if (v instanceof TensorShell && v.tensor) out.set(name, v.tensor);
     else if (v instanceof Map) flatten(v, `${name}.`, out);
   }
 }
