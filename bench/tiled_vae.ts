@@ -1,5 +1,5 @@
 /**
- * `npx tsc -p . && node dist/bench/tiled_vae.js [--sizes 512,1024] [--tile 512] [--threads 2] [--runs 3]`:
+ * `npx tsc -p . && node dist/bench/tiled_vae.js [--sizes 512,1024] [--tile 512] [--threads 2] [--runs 3] [--modes untiled,tiled]`:
  * the full-size VAE (SD-2.1 config, random weights from random_release.ts) encoding and decoding
  * a smooth test image, untiled and tiled, each size and mode in a child process of its own so
  * that its peak RSS is its own. Prints time, peak RSS and the largest difference of tiled from
@@ -92,6 +92,7 @@ async function child(mode: string, size: number, tile: number, threads: number, 
     const { vae } = randomRelease(fullSize);
     const weights = onnxWeights([FILES.encoder, FILES.decoder].map((f) => path.join(cacheDir, f)));
     const tiled = new TiledVae(vae.module, weights, runtime, () => weights.close());
+    await tiled.prepare();
     encode = async (image) => (await tiled.encode(image, tile)).mean;
     decode = async (latent) => tiled.decode(latent, tile);
     release = () => tiled.dispose();
@@ -99,7 +100,7 @@ async function child(mode: string, size: number, tile: number, threads: number, 
   const loadS = (performance.now() - t0) / 1000;
   const image = smoothImage(size, size);
   const t1 = performance.now();
-  await decode(await encode(image)); // warm-up (the tiled VAE builds its pieces here)
+  await decode(await encode(image)); // warm-up
   const firstS = (performance.now() - t1) / 1000;
   const encodeS: number[] = [], decodeS: number[] = [];
   let mean!: FloatTensor, out!: FloatTensor;
@@ -140,6 +141,7 @@ async function main(): Promise<void> {
   const tile = Number(arg('--tile', '512'));
   const threads = Number(arg('--threads', '2'));
   const runs = Number(arg('--runs', '3'));
+  const modes = arg('--modes', 'untiled,tiled').split(',');
   writeVaeGraphs();
   const rows: string[] = [];
   for (const size of sizes) {
@@ -147,7 +149,7 @@ async function main(): Promise<void> {
     const outputs: Record<string, { mean: Float32Array; image: Float32Array }> = {};
     // A tile as large as the image would run as one tile: halve it so the tiled rows really tile.
     const tileHere = tile >= size ? size / 2 : tile;
-    for (const mode of ['untiled', 'tiled']) {
+    for (const mode of modes) {
       const outFile = path.join(cacheDir, `out-${mode}-${size}.f32`);
       process.stderr.write(`bench: ${mode} ${size}x${size}${mode === 'tiled' ? ` (tile ${tileHere})` : ''}, ${threads} threads, ${runs} runs...\n`);
       const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, String(size), String(tileHere), String(threads), String(runs), outFile],
@@ -158,20 +160,23 @@ async function main(): Promise<void> {
       outputs[mode] = readOutputs(outFile, size);
     }
     let dMean = 0, dImage = 0, dRaw = 0;
-    const u = outputs['untiled']!, t = outputs['tiled']!;
-    for (let i = 0; i < u.mean.length; i++) dMean = Math.max(dMean, Math.abs(u.mean[i]! - t.mean[i]!));
+    // Without an untiled run here, compare with the untiled outputs of an earlier run of this size.
+    const untiledFile = path.join(cacheDir, `out-untiled-${size}.f32`);
+    const u = outputs['untiled'] ?? (fs.existsSync(untiledFile) ? readOutputs(untiledFile, size) : null);
+    const t = outputs['tiled'];
+    if (u && t) for (let i = 0; i < u.mean.length; i++) dMean = Math.max(dMean, Math.abs(u.mean[i]! - t.mean[i]!));
     const to01 = (v: number) => Math.min(1, Math.max(0, v * 0.5 + 0.5));
-    for (let i = 0; i < u.image.length; i++) {
+    if (u && t) for (let i = 0; i < u.image.length; i++) {
       dImage = Math.max(dImage, Math.abs(to01(u.image[i]!) - to01(t.image[i]!)));
       dRaw = Math.max(dRaw, Math.abs(u.image[i]! - t.image[i]!));
     }
-    for (const mode of ['untiled', 'tiled']) {
+    for (const mode of modes) {
       const r = results[mode]!;
-      const diff = mode === 'tiled' ? `${(dImage * 255).toExponential(1)} (raw ${dRaw.toExponential(1)}) | ${dMean.toExponential(1)}` : '- | -';
+      const diff = mode === 'tiled' && u ? `${(dImage * 255).toExponential(1)} (raw ${dRaw.toExponential(1)}) | ${dMean.toExponential(1)}` : '- | -';
       rows.push(`| ${size} | ${mode}${mode === 'tiled' ? ` ${r.tile}` : ''} | ${median(r.encode_s).toFixed(2)} | ${median(r.decode_s).toFixed(2)} | ${r.load_s.toFixed(2)} | ${r.first_s.toFixed(2)} | ${r.peak_rss_mb.toFixed(0)} | ${diff} |`);
     }
   }
-  process.stdout.write(`${threads} threads, median of ${runs} runs after 1 warm-up (first = warm-up encode + decode, incl. building the tiled pieces)\n`);
+  process.stdout.write(`${threads} threads, median of ${runs} runs after 1 warm-up (load: sessions, or building the tiled pieces; first: the warm-up encode + decode)\n`);
   process.stdout.write('| size | mode (tile) | encode s | decode s | load s | first s | peak RSS MB | max diff image /255 | max diff latent mean |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n');
   process.stdout.write(rows.join('\n') + '\n');
 }

@@ -115,6 +115,13 @@ export class TiledVae {
     return image!;
   }
 
+  /** Builds the encoder's and decoder's pieces now instead of on their first use. */
+  async prepare(): Promise<void> {
+    this.encoderSteps ??= this.buildEncoder();
+    this.decoderSteps ??= this.buildDecoder();
+    await Promise.all([this.encoderSteps, this.decoderSteps]);
+  }
+
   async dispose(): Promise<void> {
     await Promise.allSettled([this.encoderSteps, this.decoderSteps]);
     for (const s of this.sessions.splice(0)) await s.release();
