@@ -183,9 +183,12 @@ export class TiledVae {
     if (r === 'down' && (H % 2 !== 0 || W % 2 !== 0)) throw new Error(`a stride-2 piece needs an even height and width, got ${H} x ${W}`);
     const outH = r === 'up' ? 2 * H : r === 'down' ? H / 2 : H;
     const outW = r === 'up' ? 2 * W : r === 'down' ? W / 2 : W;
-    // Cores are laid out on the grid of the lower resolution, so upsampled cores stay even.
-    const ys = splitEven(r === 'down' ? outH : H, tile);
-    const xs = splitEven(r === 'down' ? outW : W, tile);
+    // Cores are laid out on the grid of the lower resolution, so upsampled cores stay even. `tile`
+    // is in input pixels: a downsampling piece's grid (its output) gets half as many, so its input
+    // tile covers the same area as the other tiles at that resolution.
+    const grid = r === 'down' ? Math.max(1, Math.round(tile / 2)) : tile;
+    const ys = splitEven(r === 'down' ? outH : H, grid);
+    const xs = splitEven(r === 'down' ? outW : W, grid);
     // One axis of a tile: the input range it reads, where its core starts in the piece's output, where that goes, and how long it is.
     const axis = (a0: number, a1: number, n: number) => {
       if (r === 'down') return { c0: 2 * a0, c1: Math.min(n, 2 * a1 + 1), src: 0, dst: a0, len: a1 - a0 };
