@@ -148,11 +148,11 @@ describe('tiled VAE on the tiny parity-a model', { skip: noFixtures }, () => {
 
   // The bar: seams invisible, tiled vs untiled < 2/255 on a smooth image. The tiling is
   // exact, so the difference is float summation order only (about 1e-6 here).
-  test('seams: tiled vs untiled encode, decode and round trip differ by < 2/255 on a smooth image (256 x 256, 3 x 3 tiles and more)', async (t) => {
+  test('seams: tiled vs untiled encode, decode and round trip differ by < 2/255 on a smooth image (256 x 256)', async (t) => {
     const img = smoothImage(1, 256, 256);
     const ref = await encode(img);
     const untiled = await decode(ref.mean);
-    const tileSize = 96; // 3 x 3 tiles at every resolution, not a divisor of 256
+    const tileSize = 48; // several tiles at every resolution (2 x 2 at the latent), not a divisor of 256
     const te = await tiled.encode(img, tileSize);
     const td = await tiled.decode(ref.mean, tileSize);
     const rt = await tiled.decode(te.mean, tileSize);

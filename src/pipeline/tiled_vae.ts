@@ -40,13 +40,15 @@ interface Piece {
   /** Inputs cut into tiles (all of the same height and width); other inputs are passed whole. */
   spatial: string[];
   outputs: string[];
+  /** Values a tile holds per input pixel: its inputs' channels plus its outputs' (scaled by the resampling). */
+  valuesPerPixel: number;
 }
 
 type Step =
   | { kind: 'conv'; piece: Piece }
   | { kind: 'resnet'; first: Piece; second: Piece; eps1: number; eps2: number }
   | { kind: 'attention'; keys: Piece; queries: Piece; eps: number; heads: number }
-  | { kind: 'resample'; piece: Piece; scaleBy: number }
+  | { kind: 'resample'; piece: Piece }
   | { kind: 'out'; piece: Piece; eps: number };
 
 /** A whole feature map and the group sums of its values, for the GroupNorm that reads it next. */
@@ -103,7 +105,7 @@ export class TiledVae {
     const [, , H, W] = dims4(image, 'image');
     if (H % f !== 0 || W % f !== 0) throw new Error(`tiled VAE encode needs a height and width that are multiples of ${f}, got ${H} x ${W}`);
     this.encoderSteps ??= this.buildEncoder();
-    const [mean, logvar] = await this.run(await this.encoderSteps, image, 1, tileSize);
+    const [mean, logvar] = await this.run(await this.encoderSteps, image, tileSize);
     return { mean: mean!, logvar: logvar! };
   }
 
@@ -111,7 +113,7 @@ export class TiledVae {
   async decode(latent: FloatTensor, tileSize: number): Promise<FloatTensor> {
     dims4(latent, 'latent');
     this.decoderSteps ??= this.buildDecoder();
-    const [image] = await this.run(await this.decoderSteps, latent, this.vae.downFactor, tileSize);
+    const [image] = await this.run(await this.decoderSteps, latent, tileSize);
     return image!;
   }
 
@@ -129,14 +131,15 @@ export class TiledVae {
   }
 
   /**
-   * Runs `steps` from `input`, which has `factor` image pixels per pixel (tiles cover the
-   * same image area at every resolution); returns the last step's outputs.
+   * Runs `steps` from `input`; returns the last step's outputs. Every tile holds about as many
+   * values as a `tileSize`-pixel tile of a full-resolution layer (first block's channels in and
+   * out), so low-resolution layers, which have more channels, get fewer pixels per tile, and the
+   * latent-resolution ones mostly run in one piece (their whole map is small).
    */
-  private async run(steps: Step[], input: FloatTensor, factor: number, tileSize: number): Promise<FloatTensor[]> {
+  private async run(steps: Step[], input: FloatTensor, tileSize: number): Promise<FloatTensor[]> {
     if (!Number.isInteger(tileSize) || tileSize < 1) throw new RangeError(`tile size must be a positive integer, got ${tileSize}`);
     let act: Activation = { t: input, sums: null };
-    let scale = factor;
-    const tile = () => Math.max(1, Math.round(tileSize / scale));
+    const budget = tileSize * tileSize * 2 * this.vae.encoder.conv_in.outChannels;
     const stats = (a: Activation, eps: number) => {
       if (!a.sums) throw new Error('internal: a GroupNorm reads a feature map without statistics');
       const { mean, rstd } = a.sums.stats(eps);
@@ -145,48 +148,47 @@ export class TiledVae {
     for (const step of steps) {
       switch (step.kind) {
         case 'conv':
-          act = await this.tiled(step.piece, { x: act.t }, {}, tile());
+          act = await this.tiled(step.piece, { x: act.t }, {}, budget);
           break;
         case 'resnet': {
-          const inner = await this.tiled(step.first, { x: act.t }, stats(act, step.eps1), tile());
-          act = await this.tiled(step.second, { x: act.t, h: inner.t }, stats(inner, step.eps2), tile());
+          const inner = await this.tiled(step.first, { x: act.t }, stats(act, step.eps1), budget);
+          act = await this.tiled(step.second, { x: act.t, h: inner.t }, stats(inner, step.eps2), budget);
           break;
         }
         case 'attention':
-          act = await this.attend(step, act.t, stats(act, step.eps), tile());
+          act = await this.attend(step, act.t, stats(act, step.eps), budget);
           break;
         case 'resample':
-          act = await this.tiled(step.piece, { x: act.t }, {}, tile());
-          scale *= step.scaleBy;
+          act = await this.tiled(step.piece, { x: act.t }, {}, budget);
           break;
         case 'out':
-          return (await this.tiledAll(step.piece, { x: act.t }, stats(act, step.eps), tile(), false)).outs;
+          return (await this.tiledAll(step.piece, { x: act.t }, stats(act, step.eps), budget, false)).outs;
       }
     }
     throw new Error('internal: the piece sequence has no output step');
   }
 
-  private async tiled(piece: Piece, spatial: Record<string, FloatTensor>, whole: Record<string, Tensor>, tile: number): Promise<Activation> {
-    const { outs, sums } = await this.tiledAll(piece, spatial, whole, tile, true);
+  private async tiled(piece: Piece, spatial: Record<string, FloatTensor>, whole: Record<string, Tensor>, budget: number): Promise<Activation> {
+    const { outs, sums } = await this.tiledAll(piece, spatial, whole, budget, true);
     return { t: outs[0]!, sums };
   }
 
   /**
-   * Runs `piece` tile by tile over its spatial inputs and pastes the tiles' cores into whole
-   * output maps; with `withSums`, also the group sums of the first output.
+   * Runs `piece` tile by tile (tiles of about `budget` values) over its spatial inputs and pastes
+   * the tiles' cores into whole output maps; with `withSums`, also the group sums of the first output.
    */
   private async tiledAll(
-    piece: Piece, spatial: Record<string, FloatTensor>, whole: Record<string, Tensor>, tile: number, withSums: boolean,
+    piece: Piece, spatial: Record<string, FloatTensor>, whole: Record<string, Tensor>, budget: number, withSums: boolean,
   ): Promise<{ outs: FloatTensor[]; sums: GroupSums | null }> {
     const [B, , H, W] = dims4(spatial[piece.spatial[0]!]!, 'piece input');
     const r = piece.resampling;
     if (r === 'down' && (H % 2 !== 0 || W % 2 !== 0)) throw new Error(`a stride-2 piece needs an even height and width, got ${H} x ${W}`);
     const outH = r === 'up' ? 2 * H : r === 'down' ? H / 2 : H;
     const outW = r === 'up' ? 2 * W : r === 'down' ? W / 2 : W;
-    // Cores are laid out on the grid of the lower resolution, so upsampled cores stay even. `tile`
-    // is in input pixels: a downsampling piece's grid (its output) gets half as many, so its input
-    // tile covers the same area as the other tiles at that resolution.
-    const grid = r === 'down' ? Math.max(1, Math.round(tile / 2)) : tile;
+    // Cores are laid out on the grid of the lower resolution, so upsampled cores stay even; `tile`
+    // is in input pixels, and a downsampling piece's grid is its output.
+    const tile = Math.max(1, Math.floor(Math.sqrt(budget / piece.valuesPerPixel)));
+    const grid = r === 'down' ? Math.max(1, Math.floor(tile / 2)) : tile;
     const ys = splitEven(r === 'down' ? outH : H, grid);
     const xs = splitEven(r === 'down' ? outW : W, grid);
     // One axis of a tile: the input range it reads, where its core starts in the piece's output, where that goes, and how long it is.
@@ -224,12 +226,13 @@ export class TiledVae {
   }
 
   /** The mid-block attention: keys and values of every position, then the queries a few rows at a time. */
-  private async attend(step: Extract<Step, { kind: 'attention' }>, x: FloatTensor, stats: Record<string, FloatTensor>, tile: number): Promise<Activation> {
+  private async attend(step: Extract<Step, { kind: 'attention' }>, x: FloatTensor, stats: Record<string, FloatTensor>, budget: number): Promise<Activation> {
     const [B, C, H, W] = dims4(x, 'attention input');
     const N = H * W;
     const keys = floatTensor([B, N, C]);
     const values = floatTensor([B, N, C]);
     // Keys and values in tile order: attention sums over all of them, so their order does not matter.
+    const tile = Math.max(1, Math.floor(Math.sqrt(budget / step.keys.valuesPerPixel)));
     const ys = splitEven(H, tile), xs = splitEven(W, tile);
     let offset = 0;
     for (let i = 0; i + 1 < ys.length; i++) {
@@ -244,7 +247,9 @@ export class TiledVae {
         offset += t;
       }
     }
-    const rows = Math.max(1, Math.min(H, Math.floor(this.maxAttentionScores / (B * step.heads * N * W))));
+    const rows = Math.max(1, Math.min(H,
+      Math.floor(this.maxAttentionScores / (B * step.heads * N * W)),
+      Math.floor(budget / (W * step.queries.valuesPerPixel))));
     const out = floatTensor([B, C, H, W]);
     const sums = new GroupSums(B, C, this.groups);
     for (let y0 = 0; y0 < H; y0 += rows) {
@@ -259,9 +264,12 @@ export class TiledVae {
     const g = new Graph(name);
     const outputs = build(g);
     for (const [k, v] of Object.entries(outputs)) g.output(v, k);
+    const perPixel = resampling === 'up' ? 4 : resampling === 'down' ? 0.25 : 1;
+    const valuesPerPixel = spatial.reduce((n, name) => n + g.inputs.find((i) => i.value.name === name)!.value.shape[1]!, 0)
+      + Object.values(outputs).reduce((n, v) => n + (v.rank === 4 ? v.shape[1]! * perPixel : v.shape[2]!), 0);
     const session = await OnnxSession.create(emitOnnx(g, { weights: this.weights }), this.runtime);
     this.sessions.push(session);
-    return { session, resampling, spatial, outputs: Object.keys(outputs) };
+    return { session, resampling, spatial, outputs: Object.keys(outputs), valuesPerPixel };
   }
 
   private async resnetStep(r: ResnetBlock2D): Promise<Step> {
@@ -327,7 +335,6 @@ export class TiledVae {
       if (d) {
         steps.push({
           kind: 'resample',
-          scaleBy: 2,
           piece: await this.piece(`${d.path}`, 'down', ['x'], (g) => ({ y: d.forward(g, spatialInput(g, 'x', d.conv.inChannels)) })),
         });
       }
@@ -365,7 +372,6 @@ export class TiledVae {
       if (u) {
         steps.push({
           kind: 'resample',
-          scaleBy: 0.5,
           piece: await this.piece(`${u.path}`, 'up', ['x'], (g) => ({ y: u.forward(g, spatialInput(g, 'x', u.conv.inChannels)) })),
         });
       }
