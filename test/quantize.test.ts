@@ -13,7 +13,7 @@ import * as op from '../src/graph/ops.js';
 import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
 import {
-  activationQuant, addRangeProbes, calibrationValues, foldWeightExpression, mergeRanges, quantizeConvs, quantizeWeight, type Ranges,
+  activationQuant, addRangeProbes, calibrationValues, foldWeightExpression, mergeRanges, quantizeGraph, quantizeWeight, type Ranges,
 } from '../src/graph/quantize.js';
 import { loadRelease, type OSDFaceRelease } from '../src/pipeline/release.js';
 import { vaeDecoderGraph } from '../src/pipeline/graphs.js';
@@ -42,7 +42,7 @@ after(() => {
 
 test('weights: symmetric per output channel, every value within half a step', () => {
   const w = Float32Array.from({ length: 2 * 18 }, (_, i) => (i < 18 ? Math.sin(i) * 0.3 : Math.cos(i) * 5));
-  const { q, scales } = quantizeWeight(w, 2);
+  const { q, scales } = quantizeWeight(w, [2, 18]);
   assert.ok(Math.abs(scales[0]! - 0.3 * Math.max(...Array.from({ length: 18 }, (_, i) => Math.abs(Math.sin(i)))) / 127) < 1e-7);
   for (let i = 0; i < w.length; i++) {
     const s = scales[i < 18 ? 0 : 1]!;
@@ -50,7 +50,14 @@ test('weights: symmetric per output channel, every value within half a step', ()
   }
   assert.equal(Math.max(...Array.from(q, Math.abs)), 127);
   // An all-zero channel must not divide by zero.
-  assert.deepEqual(Array.from(quantizeWeight(new Float32Array(4), 1).q), [0, 0, 0, 0]);
+  assert.deepEqual(Array.from(quantizeWeight(new Float32Array(4), [1, 4]).q), [0, 0, 0, 0]);
+});
+
+test('weights of a product (K, N): one scale per column', () => {
+  const w = Float32Array.from([1, -20, 0.5, 10, -2, 5]); // rows of [a, b]: column maxima 2 and 20
+  const { q, scales } = quantizeWeight(w, [3, 2], 1);
+  assert.deepEqual(Array.from(scales), [2 / 127, 20 / 127].map(Math.fround));
+  assert.deepEqual(Array.from(q), [64, -127, 32, 64, -127, 32]);
 });
 
 test('activations: the uint8 grid covers the range and holds zero exactly', () => {
@@ -95,9 +102,11 @@ test('quantized VAE decoder: every conv but the 3/4-channel ones becomes QLinear
 
   const g = vaeDecoderGraph(vae);
   const convs = g.nodes.filter((n) => n.op === 'Conv').length;
-  const { weights, quantized } = quantizeConvs(g, ranges, release.vae.weights);
+  const { weights, quantized } = quantizeGraph(g, ranges, release.vae.weights);
   // post_quant_conv (4 -> 4), conv_in (4 -> 32) and conv_out (16 -> 3) stay fp32.
-  assert.equal(quantized, convs - 3);
+  assert.equal(quantized.conv, convs - 3);
+  // The mid-block attention's q/k/v/out projections (32 x 32 here).
+  assert.equal(quantized.matmul, 4);
   assert.ok([...g.params.values()].some((p) => p.dtype === 'int8'));
   assert.ok(![...g.params.keys()].some((k) => k.endsWith('upsamplers.0.conv.weight')), 'folded fp32 kernels are not kept');
 
@@ -106,7 +115,8 @@ test('quantized VAE decoder: every conv but the 3/4-channel ones becomes QLinear
   const fp = await OnnxSession.create(emitOnnx(vaeDecoderGraph(vae), { weights: release.vae.weights }));
   const bytes = fs.readFileSync(optimizedFile);
   const count = (needle: string) => bytes.toString('latin1').split(needle).length - 1;
-  assert.ok(count('QLinearConv') >= quantized, `ONNX Runtime fused ${count('QLinearConv')} of ${quantized} convs into QLinearConv`);
+  assert.ok(count('QLinearConv') >= quantized.conv, `ONNX Runtime fused ${count('QLinearConv')} of ${quantized.conv} convs into QLinearConv`);
+  assert.ok(count('MatMulIntegerToFloat') >= quantized.matmul, `ONNX Runtime fused ${count('MatMulIntegerToFloat')} of ${quantized.matmul} products into MatMulIntegerToFloat`);
 
   const x = latent(99);
   const a = (await fp.run({ latent: x })).image!.data as Float32Array;
@@ -130,7 +140,7 @@ test('a conv with a float-valued weight expression it cannot fold is left in fp3
   const w = op.mul(g.param('w', [16, 16, 3, 3]), 2);
   g.output(op.conv(x, w, null, { pads: [1, 1, 1, 1] }), 'y');
   assert.equal(calibrationValues(g).length, 0);
-  assert.equal(quantizeConvs(g, {}, { read: () => new Float32Array(16 * 16 * 9) }).quantized, 0);
+  assert.deepEqual(quantizeGraph(g, {}, { read: () => new Float32Array(16 * 16 * 9) }).quantized, { conv: 0, matmul: 0 });
 });
 
 function psnr(a: RestoredImage, b: RestoredImage): number {
@@ -152,7 +162,7 @@ test('int8 model directory: converted with calibration, loads as int8, restores 
   assert.ok(steps.filter((s) => s.startsWith('calibrating')).length === 4);
   for (const stage of ['vaeEncoder', 'unet', 'vaeDecoder'] as const) {
     assert.match(manifest.graphs[stage], /\.int8\.onnx$/);
-    assert.ok((manifest.quantization?.quantizedConvs[stage] ?? 0) > 0, stage);
+    assert.ok((manifest.quantization?.quantized[stage]?.conv ?? 0) > 0, stage);
   }
   assert.ok(!fs.existsSync(path.join(int8Dir, 'unet.onnx')), 'the fp32 UNet is not kept');
   assert.ok(fs.existsSync(path.join(int8Dir, 'vae_decoder.onnx')), 'the fp32 VAE is kept for tiling');

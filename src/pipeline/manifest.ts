@@ -36,7 +36,7 @@ export interface Manifest {
   /** fp32 VAE graphs the tiled VAE reads its weights from, when `graphs` holds quantized ones. */
   vaeGraphs?: { encoder: string; decoder: string };
   /** How an int8 model was quantized. */
-  quantization?: { method: string; calibrationImages: number; quantizedConvs: Partial<Record<StageName, number>> };
+  quantization?: { method: string; calibrationImages: number; quantized: Partial<Record<StageName, { conv: number; matmul: number }>> };
 }
 
 export class ModelDirError extends Error {

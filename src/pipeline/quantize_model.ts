@@ -2,7 +2,8 @@
  * int8 model directories: the fp32 conversion, then static quantization of the convolutions of
  * the VAE encoder, UNet and VAE decoder (src/graph/quantize.ts) with activation ranges calibrated
  * by running the fp32 pipeline on face images. The VRE stays fp32 (its nearest-code choice picks
- * the prompt tokens, and it takes 6 % of the time); attention and linear layers stay fp32.
+ * the prompt tokens, and it takes 6 % of the time); so do the attention products themselves
+ * (their projections are quantized).
  *
  * The directory is built in a temporary sibling and renamed into place at the end, like an fp32
  * one. It keeps the fp32 VAE graphs (the tiled VAE reads its weights from them) but not the fp32
@@ -12,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { emitOnnx } from '../graph/emit.js';
 import type { Graph } from '../graph/ir.js';
-import { addRangeProbes, calibrationValues, mergeRanges, quantizeConvs, type Ranges } from '../graph/quantize.js';
+import { addRangeProbes, calibrationValues, mergeRanges, quantizeGraph, type Ranges } from '../graph/quantize.js';
 import { OnnxSession, type RuntimeOptions } from '../graph/runtime.js';
 import { decodeImage, toSquareTensor } from '../image/io.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
@@ -26,7 +27,7 @@ import { MANIFEST_FILE, type Manifest } from './manifest.js';
 export const INT8_NEEDS_CALIBRATION =
   'int8 conversion calibrates activation ranges on face images: give --calibration <folder> with aligned face crops like the ones you will restore (10 or more; 512 x 512 for the official model)';
 
-/** The stages whose convolutions are quantized. */
+/** The stages whose convolutions and weight products are quantized. */
 export const QUANTIZED_STAGES: readonly StageName[] = ['vaeEncoder', 'unet', 'vaeDecoder'];
 
 export const INT8_GRAPH_FILES: Readonly<Partial<Record<StageName, string>>> = {
@@ -106,13 +107,13 @@ export async function writeInt8ModelDir(release: OSDFaceRelease, opts: Int8Optio
     const ranges = await calibrate(release, tmp, opts.calibration, runtime, progress);
 
     const graphs = { ...fp32.graphs };
-    const quantizedConvs: Partial<Record<StageName, number>> = {};
+    const quantizedOps: NonNullable<Manifest['quantization']>['quantized'] = {};
     for (const stage of stageGraphs(release)) {
       const file = INT8_GRAPH_FILES[stage.name];
       if (!file) continue;
       progress(`writing ${file}`, 0, 1);
-      const { weights, quantized } = quantizeConvs(stage.graph, ranges[stage.name]!, stage.weights);
-      quantizedConvs[stage.name] = quantized;
+      const { weights, quantized } = quantizeGraph(stage.graph, ranges[stage.name]!, stage.weights);
+      quantizedOps[stage.name] = quantized;
       fs.writeFileSync(path.join(tmp, file), emitOnnx(stage.graph, {
         weights, external: { dir: tmp, fileName: `${file}.data` }, producerVersion: PACKAGE_VERSION,
       }));
@@ -128,9 +129,9 @@ export async function writeInt8ModelDir(release: OSDFaceRelease, opts: Int8Optio
       graphs,
       vaeGraphs: { encoder: GRAPH_FILES.vaeEncoder, decoder: GRAPH_FILES.vaeDecoder },
       quantization: {
-        method: 'static, QDQ (QLinearConv): int8 symmetric per-output-channel weights, uint8 per-tensor activations, min/max calibration',
+        method: 'static QDQ: int8 symmetric weights per output channel, uint8 per-tensor activations from min/max calibration; convs run as QLinearConv, weight products as MatMulIntegerToFloat',
         calibrationImages: opts.calibration.length,
-        quantizedConvs,
+        quantized: quantizedOps,
       },
     };
     fs.writeFileSync(path.join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
