@@ -31,14 +31,14 @@ export interface OSDFaceLoadOptions {
    */
   dtype?: ModelDtype;
   /**
-   * VAE tiling: `{ tileSize, threshold }` (image pixels; defaults 512 and 768 * 768) or false.
+   * VAE tiling: `{ tileSize, threshold }` (image pixels; defaults 512 and 1024 * 1024) or false.
    * The VAE runs in tiles of `tileSize` when an image it encodes or decodes has more than
    * `threshold` pixels and does not fit in one tile. Tiles are exact (whole-image GroupNorm
    * statistics and attention, each tile reading the 1-pixel halo its convolutions need): the
-   * output equals the untiled one up to float rounding, and the networks' working memory is
-   * that of one tile. The pipeline restores at the model's process size (512 x 512 for the
-   * official weights), which the defaults never tile; a smaller `tileSize` with `threshold: 0`
-   * trades time for memory there.
+   * output equals the untiled one up to float rounding. The networks' working memory is that
+   * of one tile, but whole feature maps are kept between the pieces, so peak memory only drops
+   * for images well above 1024 x 1024 (bench/RESULTS.md). The pipeline restores at the model's
+   * process size (512 x 512 for the official weights), which the defaults never tile.
    */
   vaeTiling?: VaeTiling;
 }

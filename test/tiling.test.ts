@@ -71,9 +71,9 @@ describe('tiling options and tile arithmetic', () => {
     const t = DEFAULT_VAE_TILING.threshold;
     // The pipeline's own 512 x 512 processing size stays untiled by default, and so does the threshold itself.
     assert.equal(vaeTilingFor(512, 512, {}), null);
-    assert.equal(vaeTilingFor(768, 768, undefined), null);
+    assert.equal(vaeTilingFor(1024, 1024, undefined), null);
     assert.ok(t >= 512 * 512);
-    assert.deepEqual(vaeTilingFor(1024, 1024, undefined), { ...DEFAULT_VAE_TILING });
+    assert.deepEqual(vaeTilingFor(1024, 1032, undefined), { ...DEFAULT_VAE_TILING });
     assert.equal(vaeTilingFor(4096, 4096, false), null);
     // Above the threshold but within one tile: untiled (the same result, cheaper).
     assert.equal(vaeTilingFor(64, 64, { threshold: 0, tileSize: 64 }), null);

@@ -79,8 +79,9 @@ options:
   --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
   --vae-tile <px>        run the VAE in tiles of this many pixels on any image larger than a
-                         tile (exact: same output up to float rounding; less memory, slower)
-                         (default: 512-pixel tiles above 768x768, so 512x512 runs untiled)
+                         tile (exact: the same output up to float rounding; slower, and it
+                         saves memory only on images well above 1024x1024)
+                         (default: 512-pixel tiles above 1024x1024; 512x512 runs untiled)
   --no-vae-tiling        never tile the VAE
   --json                 print a JSON summary on stdout
   -h, --help             this help

@@ -52,7 +52,7 @@ export interface RestoreOptions {
   eps?: FloatTensor;
   seed?: number;
   /**
-   * VAE tiling (tiling.ts): options (defaults for the ones left out: images over 768 x 768
+   * VAE tiling (tiling.ts): options (defaults for the ones left out: images over 1024 x 1024
    * pixels run in 512-pixel tiles), or false to never tile. The tiled result equals the
    * untiled one up to float rounding.
    */

@@ -14,9 +14,11 @@
  * queries of a few latent rows at a time against all of them: the same attention, with the
  * score matrix bounded.
  *
- * Memory: ONNX Runtime's activations are those of one tile; the host holds a few whole feature
- * maps (the input of a resnet block, its inner activation and its output: at most about
- * 3 x 128 channels x H x W floats in the decoder's last block).
+ * Memory: ONNX Runtime's activations are those of one tile, but the host holds a few whole
+ * feature maps (a resnet block's input, inner activation and output: at most a 256-channel and
+ * two 128-channel maps at full resolution, 2 GB at 1024 x 1024, in the SD VAE's decoder). That is
+ * about what ONNX Runtime needs untiled (with arenas off), so tiling lowers peak memory only for
+ * large images; bench/RESULTS.md has the figures.
  */
 import { Graph, type Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
