@@ -31,8 +31,8 @@ export type VaeTiling = Partial<VaeTileOptions> | false;
  * Defaults, from measurements with the SD-2.1-sized VAE (random weights, 2 CPU threads;
  * bench/RESULTS.md, "Tiled VAE"). The tiled VAE keeps whole feature maps on the host, so it only
  * saves memory where ONNX Runtime's untiled buffers grow larger than those: peak RSS of encode +
- * decode was 2.0 GB tiled vs 1.4 GB untiled at 512 x 512, 3.6 vs 3.75 GB at 1024 x 1024 (growing
- * about 2.1 vs 3.0 KB per pixel), and tiled runs took 1.1-1.2x the time. So images up to
+ * decode was 2.0 GB tiled vs 1.4 GB untiled at 512 x 512, 3.6 vs 3.7 GB at 1024 x 1024 (growing
+ * about 2.1 vs 3.0 KB per pixel), and tiled runs took 1.0-1.2x the time. So images up to
  * 1024 x 1024 run untiled (the pipeline's 512 x 512 runs never tile) and larger ones in tiles of
  * 512 pixels.
  */
