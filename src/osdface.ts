@@ -41,6 +41,12 @@ export interface OSDFaceLoadOptions {
    * process size (512 x 512 for the official weights), which the defaults never tile.
    */
   vaeTiling?: VaeTiling;
+  /**
+   * Load the UNet only while it runs, so its weights (3.4 GB in fp32) and the VAE decoder's
+   * working memory are never resident together: lower peak memory for a reload of the UNet on
+   * every restore call (figures in bench/RESULTS.md). Default false.
+   */
+  lowMemory?: boolean;
 }
 
 export interface OSDFaceRestoreOptions {
@@ -193,7 +199,7 @@ export class OSDFace {
         throw new RangeError(`OSDFace.load: vaeTiling: ${(e as Error).message}`);
       }
     }
-    const { pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {});
+    const { pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {}, undefined, { lowMemory: opts.lowMemory === true });
     return new OSDFace(pipeline, manifest, dir, opts.threads, opts.vaeTiling);
   }
 

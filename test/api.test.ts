@@ -144,3 +144,16 @@ test('dispose: waits for a restore in flight, then restore fails with a clear er
   await assert.rejects(m.restore(faces[2]!), /was disposed; load it again with OSDFace\.load/);
   await m.dispose(); // a second dispose is harmless
 });
+
+test('load: lowMemory (UNet loaded per call) restores the same pixels, call after call', { skip }, async () => {
+  const low = await OSDFace.load(modelDir, { threads: 2, lowMemory: true });
+  try {
+    const expected = await model.restore([faces[0]!, faces[1]!]);
+    const got = await low.restore([faces[0]!, faces[1]!]);
+    assert.deepEqual(compare(got[0]!, expected[0]!), { differ: 0, max: 0 });
+    assert.deepEqual(compare(got[1]!, expected[1]!), { differ: 0, max: 0 });
+    assert.deepEqual(compare(await low.restore(faces[0]!), expected[0]!), { differ: 0, max: 0 });
+  } finally {
+    await low.dispose();
+  }
+});

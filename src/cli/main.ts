@@ -78,6 +78,8 @@ options:
   --skip-existing        leave outputs that already exist alone (reported as skipped)
   --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
+  --low-memory           load the UNet only while it runs: lower peak memory (fp32 512x512:
+                         see bench/RESULTS.md), a UNet reload per network call
   --vae-tile <px>        run the VAE in tiles of this many pixels on any image larger than a
                          tile (exact: the same output up to float rounding; slower, and it
                          saves memory only on images well above 1024x1024)
@@ -389,6 +391,7 @@ const RESTORE_FLAGS: Record<string, FlagSpec> = {
   format: { kind: 'string', choices: ['png', 'jpg', 'jpeg', 'webp'] },
   json: { kind: 'bool' },
   threads: { kind: 'int' },
+  'low-memory': { kind: 'bool' },
   'vae-tile': { kind: 'int' },
   'no-vae-tiling': { kind: 'bool' },
   batch: { kind: 'int' },
@@ -521,7 +524,9 @@ async function restoreCommand(argv: string[]): Promise<number> {
     if (todo.length > 0) {
       log(`loading ${manifest.dtype} model ${modelDir}`);
       try {
-        model = await OSDFace.load(modelDir, { ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}) });
+        model = await OSDFace.load(modelDir, {
+          ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}), lowMemory: flags.has('low-memory'),
+        });
       } catch (e) {
         log(e instanceof Error ? e.message : String(e));
         return 2;

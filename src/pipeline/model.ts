@@ -14,7 +14,7 @@ import ort from 'onnxruntime-node';
 import { OnnxSession, type RuntimeOptions } from '../graph/runtime.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import type { FloatTensor } from '../tensor.js';
-import { OSDFacePipeline, type StageName, type StageSessions } from './pipeline.js';
+import { OSDFacePipeline, type StageName, type StageSession, type StageSessions } from './pipeline.js';
 import { readManifest, type Manifest } from './manifest.js';
 import { TiledVae } from './tiled_vae.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
@@ -87,7 +87,31 @@ export interface LoadedModel {
   manifest: Manifest;
 }
 
-export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, onProgress?: (step: string) => void): Promise<LoadedModel> {
+export interface LoadOptions {
+  /**
+   * Keep the UNet loaded only while it runs: its weights (3.4 GB in fp32) are then not resident
+   * while the VAE decoder runs, so peak memory is the larger of the two stages instead of their
+   * sum, for a reload (without MatMul prepacking, which makes the reload fast) on every call.
+   */
+  lowMemory?: boolean;
+}
+
+/** A session created for each run and released after it. */
+function onDemandSession(file: string, runtime: RuntimeOptions): StageSession {
+  return {
+    run: async (feeds) => {
+      const session = await OnnxSession.create(file, { ...runtime, disablePrepacking: true });
+      try {
+        return await session.run(feeds);
+      } finally {
+        await session.release();
+      }
+    },
+    release: async () => {},
+  };
+}
+
+export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, onProgress?: (step: string) => void, opts: LoadOptions = {}): Promise<LoadedModel> {
   const manifest = readManifest(dir);
   const cb = SafetensorsFile.open(path.join(dir, manifest.codebookFile));
   const codebook = cb.read('codebook') as FloatTensor;
@@ -96,9 +120,10 @@ export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, on
   const sessions: Partial<StageSessions> = {};
   try {
     for (const [stage, file] of Object.entries(manifest.graphs) as [StageName, string][]) {
-      sessions[stage] = optimized
-        ? await OnnxSession.create(path.join(optimizedDir(dir), file), { ...runtime, optimization: 'disabled' })
-        : await OnnxSession.create(path.join(dir, file), runtime);
+      const [graphFile, options]: [string, RuntimeOptions] = optimized
+        ? [path.join(optimizedDir(dir), file), { ...runtime, optimization: 'disabled' }]
+        : [path.join(dir, file), runtime];
+      sessions[stage] = stage === 'unet' && opts.lowMemory ? onDemandSession(graphFile, options) : await OnnxSession.create(graphFile, options);
     }
   } catch (e) {
     for (const s of Object.values(sessions)) await s.release();
