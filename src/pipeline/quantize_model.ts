@@ -42,7 +42,7 @@ export interface Int8Options extends WriteModelOptions {
 }
 
 /** Ranges of every quantized conv's input and output over the calibration images, per stage. */
-async function calibrate(release: OSDFaceRelease, dir: string, images: readonly string[], runtime: RuntimeOptions, progress: (step: string, done: number, total: number) => void): Promise<Record<string, Ranges>> {
+async function calibrate(release: OSDFaceRelease, dir: string, images: readonly string[], runtime: RuntimeOptions, progress: (step: string) => void): Promise<Record<string, Ranges>> {
   const ranges: Record<string, Ranges> = {};
   const sessions: Partial<StageSessions> = {};
   const probed = new Map<StageName, Graph>();
@@ -79,7 +79,7 @@ async function calibrate(release: OSDFaceRelease, dir: string, images: readonly 
     const { nMin, timestep, alphaCumprod, processSize, scalingFactor } = manifest.settings;
     const pipeline = new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor }, sessions as StageSessions);
     for (const [i, file] of images.entries()) {
-      progress(`calibrating on ${path.basename(file)}`, i, images.length);
+      progress(`calibrating on ${path.basename(file)} (${i + 1} of ${images.length})`);
       const img = await decodeImage(file);
       await pipeline.restore(toSquareTensor(img).tensor, { vaeTiling: false });
     }
@@ -99,10 +99,13 @@ export async function writeInt8ModelDir(release: OSDFaceRelease, opts: Int8Optio
   }
   for (const f of opts.calibration) if (!fs.existsSync(f)) throw new Error(`calibration image ${f} does not exist`);
   const out = path.resolve(opts.out);
-  const progress = opts.onProgress ?? (() => {});
+  // Steps: the fp32 graphs, one per calibration image, the int8 graphs, finishing.
+  const total = Object.keys(GRAPH_FILES).length + opts.calibration.length + QUANTIZED_STAGES.length + 1;
+  let done = 0;
+  const progress = (step: string) => opts.onProgress?.(step, done++, total);
   const tmp = partialDir(out, opts.force);
   try {
-    const fp32 = writeModelFiles(release, tmp, opts, (file) => progress(`writing ${file}`, 0, 1));
+    const fp32 = writeModelFiles(release, tmp, opts, (file) => progress(`writing ${file}`));
     const runtime: RuntimeOptions = opts.threads ? { threads: opts.threads } : {};
     const ranges = await calibrate(release, tmp, opts.calibration, runtime, progress);
 
@@ -111,7 +114,7 @@ export async function writeInt8ModelDir(release: OSDFaceRelease, opts: Int8Optio
     for (const stage of stageGraphs(release)) {
       const file = INT8_GRAPH_FILES[stage.name];
       if (!file) continue;
-      progress(`writing ${file}`, 0, 1);
+      progress(`writing ${file}`);
       const { weights, quantized } = quantizeGraph(stage.graph, ranges[stage.name]!, stage.weights);
       quantizedOps[stage.name] = quantized;
       fs.writeFileSync(path.join(tmp, file), emitOnnx(stage.graph, {
@@ -134,9 +137,10 @@ export async function writeInt8ModelDir(release: OSDFaceRelease, opts: Int8Optio
         quantized: quantizedOps,
       },
     };
+    progress('finishing');
     fs.writeFileSync(path.join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
     commitModelDir(tmp, out);
-    progress('done', 1, 1);
+    opts.onProgress?.('done', total, total);
     return manifest;
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
