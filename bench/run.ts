@@ -1,6 +1,7 @@
 /**
- * `npm run bench [-- --json] [--runs N] [--threads N]`: full-size OSDFace (random weights from the
- * full-size configs) on one 512x512 face, batch 1, in fp32 and int8; then the int8 model's PSNR
+ * `npm run bench [-- --json] [--runs N] [--threads N] [--fp32-only] [--no-quality]`: full-size
+ * OSDFace (random weights from the full-size configs) on one 512x512 face, batch 1, in fp32 (also
+ * with the low-memory option) and int8; then the int8 model's PSNR
  * against the fp32 one on real faces. The converted models are cached in bench/.cache.
  *
  * int8 calibration: the first CALIBRATION_IMAGES of ../shared/data/faces-hq/train; quality is
@@ -73,7 +74,7 @@ for (const dtype of dtypes) {
 }
 // The low-memory mode (UNet loaded per call) trades time for peak RSS.
 results['fp32_low_memory'] = time(dirs['fp32']!, 'low-memory');
-if (dirs['int8']) {
+if (dirs['int8'] && !process.argv.includes('--no-quality')) {
   const faces = [...listImages(path.join(data, 'real-lq')).slice(0, QUALITY_IMAGES), ...listImages(path.join(data, 'faces-hq/test')).slice(0, QUALITY_IMAGES)];
   const r = spawnSync(process.execPath, [path.join(here, 'int8_quality.js'), dirs['fp32']!, dirs['int8'], String(threads), ...faces], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (r.status !== 0) throw new Error(`int8 quality check failed (exit ${r.status})`);
