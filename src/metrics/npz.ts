@@ -11,6 +11,7 @@
 
 import { WeightFileError } from '../weights/errors.js';
 import { readZip } from '../weights/zip.js';
+import { fortranToC } from '../weights/fortran_order.js';
 
 export interface NpyArray {
   shape: number[];
@@ -20,31 +21,6 @@ export interface NpyArray {
   dtype: string;
   /** Whether the file stored it in Fortran (column-major) order (converted to C order in data). */
   fortranOrder: boolean;
-}
-
-/** Column-major values of an array of `shape` to row-major. */
-function fortranToC(src: Float64Array, shape: number[]): Float64Array {
-  const n = src.length;
-  const out = new Float64Array(n);
-  const nd = shape.length;
-  const idx = new Array<number>(nd).fill(0);
-  // walk the C-order positions, keeping the Fortran offset alongside
-  const fStride = new Array<number>(nd);
-  let s = 1;
-  for (let k = 0; k < nd; k++) {
-    fStride[k] = s;
-    s *= shape[k]!;
-  }
-  for (let i = 0; i < n; i++) {
-    let off = 0;
-    for (let k = 0; k < nd; k++) off += idx[k]! * fStride[k]!;
-    out[i] = src[off]!;
-    for (let k = nd - 1; k >= 0; k--) {
-      if (++idx[k]! < shape[k]!) break;
-      idx[k] = 0;
-    }
-  }
-  return out;
 }
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY

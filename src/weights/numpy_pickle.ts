@@ -20,6 +20,7 @@
  */
 
 import type { Tensor } from '../tensor.js';
+import { fortranToC } from './fortran_order.js';
 
 /** What a numpy dtype string names: element size and how to read one element. */
 interface NumpyKind {
@@ -144,24 +145,3 @@ export function numpyScalar(args: unknown[]): number {
   return dtype.kind.read(new DataView(raw.buffer, raw.byteOffset, raw.byteLength), 0, dtype.littleEndian);
 }
 
-/** Column-major values of an array of `shape` to row-major. */
-function fortranToC(src: Float64Array, shape: number[]): Float64Array {
-  const out = new Float64Array(src.length);
-  const rank = shape.length;
-  const fStride: number[] = [];
-  for (let k = 0, s = 1; k < rank; k++) {
-    fStride.push(s);
-    s *= shape[k]!;
-  }
-  const idx = new Array<number>(rank).fill(0);
-  for (let i = 0; i < src.length; i++) {
-    let off = 0;
-    for (let k = 0; k < rank; k++) off += idx[k]! * fStride[k]!;
-    out[i] = src[off]!;
-    for (let k = rank - 1; k >= 0; k--) {
-      if (++idx[k]! < shape[k]!) break;
-      idx[k] = 0;
-    }
-  }
-  return out;
-}
