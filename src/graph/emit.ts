@@ -85,13 +85,15 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
   try {
     for (const [key, value] of graph.params) {
       if (opts.paramInputs?.has(key)) continue;
+      const transposed = folded.has(value);
+      const name = transposed ? `${key}.T` : key;
+      const dims = transposed ? [value.shape[1]!, value.shape[0]!] : value.shape;
+      const external = opts.external;
+      if (external) offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
       if (existingSize !== undefined) {
         const length = numel(value.shape) * (value.dtype === 'int8' ? 1 : 4);
-        offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
-        if (offset + length > existingSize) throw new Error(`${opts.external!.fileName} ends before parameter '${key}': it was not written for this graph`);
-        const name = folded.has(value) ? `${key}.T` : key;
-        const dims = folded.has(value) ? [value.shape[1]!, value.shape[0]!] : value.shape;
-        initializers.push({ name, dtype: value.dtype, dims, external: { location: opts.external!.fileName, offset, length } });
+        if (offset + length > existingSize) throw new Error(`${external!.fileName} ends before parameter '${key}': it was not written for this graph`);
+        initializers.push({ name, dtype: value.dtype, dims, external: { location: external!.fileName, offset, length } });
         offset += length;
         continue;
       }
@@ -99,18 +101,11 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
       if (data.length !== numel(value.shape)) {
         throw new Error(`weight '${key}': ${data.length} values for shape ${shapeStr(value.shape)}`);
       }
-      let name = key;
-      let dims = value.shape;
-      if (folded.has(value)) {
-        data = transpose2d(data as Float32Array, value.shape[0]!, value.shape[1]!);
-        name = `${key}.T`;
-        dims = [value.shape[1]!, value.shape[0]!];
-      }
+      if (transposed) data = transpose2d(data as Float32Array, value.shape[0]!, value.shape[1]!);
       const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       if (fd !== undefined) {
-        offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
         fs.writeSync(fd, bytes, 0, bytes.length, offset);
-        initializers.push({ name, dtype: value.dtype, dims, external: { location: opts.external!.fileName, offset, length: bytes.length } });
+        initializers.push({ name, dtype: value.dtype, dims, external: { location: external!.fileName, offset, length: bytes.length } });
         offset += bytes.length;
       } else {
         initializers.push({ name, dtype: value.dtype, dims, raw: bytes });
