@@ -16,11 +16,9 @@ import type { Graph } from '../graph/ir.js';
 import { addRangeProbes, calibrationValues, mergeRanges, quantizeGraph, type Ranges } from '../graph/quantize.js';
 import { OnnxSession, type RuntimeOptions } from '../graph/runtime.js';
 import { decodeImage, toSquareTensor } from '../image/io.js';
-import { SafetensorsFile } from '../weights/safetensors.js';
-import type { FloatTensor } from '../tensor.js';
 import { PACKAGE_VERSION } from '../version.js';
 import type { OSDFaceRelease } from './release.js';
-import { OSDFacePipeline, stageGraphs, type StageName, type StageSession, type StageSessions } from './pipeline.js';
+import { OSDFacePipeline, releaseSettings, stageGraphs, type StageName, type StageSession, type StageSessions } from './pipeline.js';
 import { commitModelDir, GRAPH_FILES, partialDir, writeModelFiles, type WriteModelOptions } from './convert.js';
 import { MANIFEST_FILE, type Manifest } from './manifest.js';
 
@@ -72,12 +70,7 @@ async function calibrate(release: OSDFaceRelease, dir: string, images: readonly 
       };
       sessions[stage] = recording;
     }
-    const manifest = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')) as Manifest;
-    const cb = SafetensorsFile.open(path.join(dir, manifest.codebookFile));
-    const codebook = cb.read('codebook') as FloatTensor;
-    cb.close();
-    const { nMin, timestep, alphaCumprod, processSize, scalingFactor } = manifest.settings;
-    const pipeline = new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor }, sessions as StageSessions);
+    const pipeline = new OSDFacePipeline(releaseSettings(release), sessions as StageSessions);
     for (const [i, file] of images.entries()) {
       progress(`calibrating on ${path.basename(file)} (${i + 1} of ${images.length})`);
       const img = await decodeImage(file);
