@@ -8,9 +8,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { ImageError, ModelDirError, OSDFace, convertRelease, type RestoredImage } from '../src/index.js';
+import { ImageError, ModelDirError, OSDFace, type RestoredImage } from '../src/index.js';
 import { decodeImage, type RawPixels } from '../src/image/io.js';
-import { noFixtures, parityA, shared } from './helpers.js';
+import { convertParityA, noFixtures, shared } from './helpers.js';
 
 const realLq = path.join(shared, 'data/real-lq');
 const skip = noFixtures || (fs.existsSync(realLq) ? false : `face images not found at ${realLq}`);
@@ -24,7 +24,7 @@ before(async () => {
   if (skip) return;
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-api-'));
   modelDir = path.join(work, 'model');
-  await convertRelease({ sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out: modelDir });
+  await convertParityA(modelDir);
   model = await OSDFace.load(modelDir, { threads: 2 });
 });
 

@@ -11,9 +11,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { OSDFace, convertRelease } from '../src/index.js';
+import { OSDFace } from '../src/index.js';
 import { decodeImage } from '../src/image/io.js';
-import { noFixtures, parityA, repoRoot, shared } from './helpers.js';
+import { convertParityA, noFixtures, repoRoot, shared } from './helpers.js';
 
 const cli = path.join(repoRoot, 'dist/src/cli/main.js');
 const whole = path.join(shared, 'data/whole');
@@ -62,7 +62,7 @@ before(async () => {
   if (skip) return;
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-cli-photo-'));
   modelDir = path.join(work, 'model');
-  await convertRelease({ sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out: modelDir });
+  await convertParityA(modelDir);
   inputs = path.join(work, 'in');
   fs.mkdirSync(inputs);
   fs.copyFileSync(path.join(whole, GROUP), path.join(inputs, 'group.jpg'));

@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { OSDFace, convertRelease } from '../src/index.js';
+import { OSDFace } from '../src/index.js';
 import { PACKAGE_VERSION } from '../src/version.js';
-import { noFixtures, parityA, repoRoot, shared } from './helpers.js';
+import { convertParityA, noFixtures, parityA, repoRoot, shared } from './helpers.js';
 
 const cli = path.join(repoRoot, 'dist/src/cli/main.js');
 const realLq = path.join(shared, 'data/real-lq');
@@ -28,7 +28,7 @@ before(async () => {
   if (skip) return;
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-cli-'));
   modelDir = path.join(work, 'model');
-  await convertRelease({ sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out: modelDir });
+  await convertParityA(modelDir);
   faces = path.join(work, 'faces');
   fs.mkdirSync(faces);
   for (const f of FACES) fs.copyFileSync(path.join(realLq, f), path.join(faces, f));

@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WeightFileError } from '../src/weights/errors.js';
+import { convertRelease, type ConvertOptions } from '../src/pipeline/convert.js';
+import type { Manifest } from '../src/pipeline/manifest.js';
 
 /** Repository root, from dist/test/helpers.js. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -14,6 +16,11 @@ export const fullSize = path.join(shared, 'fixtures/full-size');
 
 /** `skip` value for tests that need parity-a: false when it is there, else the reason. */
 export const noFixtures: string | false = fs.existsSync(parityA) ? false : `fixtures not found at ${parityA}`;
+
+/** Converts the tiny parity-a release into a model directory at `out`, as `osdface convert` does. */
+export function convertParityA(out: string, opts: Omit<ConvertOptions, 'sd' | 'osdface' | 'out'> = {}): Promise<Manifest> {
+  return convertRelease({ ...opts, sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out });
+}
 
 /** A fresh temporary folder `<tmp>/<prefix>XXXXXX`, removed when the test `t` ends. */
 export function tempDir(t: { after(fn: () => void): void }, prefix = 'osdface-test-'): string {

@@ -18,10 +18,9 @@ import {
 import { loadRelease, type OSDFaceRelease } from '../src/pipeline/release.js';
 import { vaeDecoderGraph } from '../src/pipeline/graphs.js';
 import { gaussianNoise } from '../src/pipeline/random.js';
-import { convertRelease } from '../src/pipeline/convert.js';
 import { OSDFace, type RestoredImage } from '../src/index.js';
 import { floatTensor, type FloatTensor } from '../src/tensor.js';
-import { noFixtures, parityA, repoRoot, shared } from './helpers.js';
+import { convertParityA, noFixtures, parityA, repoRoot, shared } from './helpers.js';
 
 const train = path.join(shared, 'data/faces-hq/train');
 const realLq = path.join(shared, 'data/real-lq');
@@ -150,13 +149,11 @@ function psnr(a: RestoredImage, b: RestoredImage): number {
 }
 
 test('int8 model directory: converted with calibration, loads as int8, restores close to fp32', { skip }, async () => {
-  const sd = path.join(parityA, 'sd');
-  const osd = path.join(parityA, 'osdface');
   const fp32Dir = path.join(work, 'fp32');
   const int8Dir = path.join(work, 'int8');
-  await convertRelease({ sd, osdface: osd, out: fp32Dir });
+  await convertParityA(fp32Dir);
   const steps: string[] = [];
-  const manifest = await convertRelease({ sd, osdface: osd, out: int8Dir, dtype: 'int8', calibration: pngs(train).slice(0, 4), onProgress: (s) => steps.push(s) });
+  const manifest = await convertParityA(int8Dir, { dtype: 'int8', calibration: pngs(train).slice(0, 4), onProgress: (s) => steps.push(s) });
   assert.equal(manifest.dtype, 'int8');
   assert.equal(manifest.quantization?.calibrationImages, 4);
   assert.ok(steps.filter((s) => s.startsWith('calibrating')).length === 4);
@@ -188,7 +185,7 @@ test('int8 model directory: converted with calibration, loads as int8, restores 
 
 test('int8 conversion without calibration images is refused before anything is written', { skip }, async () => {
   const out = path.join(work, 'no-calibration');
-  await assert.rejects(convertRelease({ sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out, dtype: 'int8' }), /calibrat/);
+  await assert.rejects(convertParityA(out, { dtype: 'int8' }), /calibrat/);
   assert.ok(!fs.existsSync(out));
   const cli = path.join(repoRoot, 'dist/src/cli/main.js');
   const r = spawnSync(process.execPath, [cli, 'convert', '--sd', path.join(parityA, 'sd'), '--osdface', path.join(parityA, 'osdface'), '-o', out, '--dtype', 'int8'], { encoding: 'utf8' });

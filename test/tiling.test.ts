@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fullSize, noFixtures, parityA } from './helpers.js';
+import { convertParityA, fullSize, noFixtures, parityA } from './helpers.js';
 import { randomRelease } from '../bench/random_release.js';
 import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
@@ -13,7 +13,6 @@ import {
   crop, DEFAULT_VAE_TILING, GroupSums, pasteCore, resolveVaeTiling, splitEven, vaeTilingFor,
 } from '../src/pipeline/tiling.js';
 import { TiledVae } from '../src/pipeline/tiled_vae.js';
-import { convertRelease } from '../src/pipeline/convert.js';
 import { loadModelDir } from '../src/pipeline/model.js';
 import type { OSDFacePipeline } from '../src/pipeline/pipeline.js';
 import { type FloatTensor, floatTensor } from '../src/tensor.js';
@@ -208,7 +207,7 @@ describe('pipeline VAE tiling on a converted tiny model', { skip: noFixtures }, 
   before(async () => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-tiling-'));
     const dir = path.join(work, 'model');
-    await convertRelease({ sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out: dir });
+    await convertParityA(dir);
     ({ pipeline } = await loadModelDir(dir, { threads: 2 }));
   });
   after(async () => {

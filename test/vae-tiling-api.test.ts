@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { OSDFace, convertRelease, type RgbImage } from '../src/index.js';
-import { noFixtures, parityA, repoRoot, shared } from './helpers.js';
+import { OSDFace, type RgbImage } from '../src/index.js';
+import { convertParityA, noFixtures, repoRoot, shared } from './helpers.js';
 
 const cli = path.join(repoRoot, 'dist/src/cli/main.js');
 const face = path.join(shared, 'data/real-lq/codeformer-gray_067_David_Beckham_00.png');
@@ -24,7 +24,7 @@ before(async () => {
   if (skip) return;
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-vae-tiling-'));
   modelDir = path.join(work, 'model');
-  await convertRelease({ sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out: modelDir });
+  await convertParityA(modelDir);
 });
 
 after(() => {
