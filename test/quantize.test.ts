@@ -108,6 +108,11 @@ test('quantized VAE decoder: every conv but the 3/4-channel ones becomes QLinear
   assert.equal(quantized.matmul, 4);
   assert.ok([...g.params.values()].some((p) => p.dtype === 'int8'));
   assert.ok(![...g.params.keys()].some((k) => k.endsWith('upsamplers.0.conv.weight')), 'folded fp32 kernels are not kept');
+  // GroupNorm reads the shape of quantized conv outputs: from the uint8 copy, not a dequantized one.
+  const producer = new Map(g.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+  const shapeReads = g.nodes.filter((n) => n.op === 'Shape').map((n) => producer.get(n.inputs[0]!)?.op);
+  assert.ok(shapeReads.includes('QuantizeLinear'), 'some Shape reads a quantized value');
+  assert.ok(!shapeReads.includes('DequantizeLinear'), 'no Shape reads a dequantized copy');
 
   const optimizedFile = path.join(work, 'decoder.int8.optimized.onnx');
   const qs = await OnnxSession.create(emitOnnx(g, { weights }), { saveOptimizedTo: optimizedFile });

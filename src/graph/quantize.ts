@@ -293,12 +293,17 @@ export function quantizeGraph(graph: Graph, ranges: Ranges, weights: WeightSourc
     t.node.inputs = [dequantized.get(t.x)!, wDeq, ...(bDeq ? [bDeq] : [])];
   }
 
-  // Every use of a quantized value reads its dequantized copy (the conv output must feed only its Q).
+  // Every use of a quantized value reads its dequantized copy (the conv output must feed only its Q),
+  // except Shape, which reads the uint8 copy: ONNX Runtime gives each consumer of a DequantizeLinear
+  // its own copy of it, and a Shape would pay for a whole dequantization to read four numbers.
   const ownQuantize = new Set<Node>();
   for (const list of after.values()) for (const n of list) if (n.op === 'QuantizeLinear') ownQuantize.add(n);
+  const quantizedOf = new Map<Value, Value>();
+  for (const n of ownQuantize) quantizedOf.set(n.inputs[0]!, n.outputs[0]!);
   for (const n of graph.nodes) {
     if (ownQuantize.has(n)) continue;
-    n.inputs = n.inputs.map((i) => (i ? dequantized.get(i) ?? i : i));
+    const copy = n.op === 'Shape' ? quantizedOf : dequantized;
+    n.inputs = n.inputs.map((i) => (i ? copy.get(i) ?? i : i));
   }
 
   const ordered: Node[] = [...(after.get(null) ?? [])];
