@@ -1,6 +1,7 @@
 /**
  * Times one converted model in this process (so peak RSS is the model's alone):
- * node dist/bench/time.js <model-dir> <threads> <runs> [low-memory]  -> one JSON line on stdout.
+ * node dist/bench/time.js <model-dir> <threads> <runs> [low-memory | no-low-memory]  -> one JSON
+ * line on stdout. Without a mode, the model's default (low memory for fp32, not for int8).
  */
 import { loadModelDir } from '../src/pipeline/model.js';
 import { x0FromEps } from '../src/pipeline/scheduler.js';
@@ -16,7 +17,7 @@ const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
 async function main(): Promise<void> {
   const t0 = process.hrtime.bigint();
-  const { pipeline: p, manifest } = await loadModelDir(dir!, { threads }, undefined, { lowMemory: mode === 'low-memory' });
+  const { pipeline: p, manifest } = await loadModelDir(dir!, { threads }, undefined, mode ? { lowMemory: mode === 'low-memory' } : {});
   const loadS = seconds(t0);
   const size = manifest.settings.processSize;
   const lq = floatTensor([1, 3, size, size], gaussianNoise(3 * size * size, 7).map((v) => Math.min(1, Math.max(0, 0.5 + 0.2 * v))));

@@ -145,15 +145,15 @@ test('dispose: waits for a restore in flight, then restore fails with a clear er
   await m.dispose(); // a second dispose is harmless
 });
 
-test('load: lowMemory (UNet loaded per call) restores the same pixels, call after call', { skip }, async () => {
-  const low = await OSDFace.load(modelDir, { threads: 2, lowMemory: true });
+test('load: lowMemory (UNet loaded per call, the fp32 default) and lowMemory: false restore the same pixels, call after call', { skip }, async () => {
+  const kept = await OSDFace.load(modelDir, { threads: 2, lowMemory: false });
   try {
     const expected = await model.restore([faces[0]!, faces[1]!]);
-    const got = await low.restore([faces[0]!, faces[1]!]);
+    const got = await kept.restore([faces[0]!, faces[1]!]);
     assert.deepEqual(compare(got[0]!, expected[0]!), { differ: 0, max: 0 });
     assert.deepEqual(compare(got[1]!, expected[1]!), { differ: 0, max: 0 });
-    assert.deepEqual(compare(await low.restore(faces[0]!), expected[0]!), { differ: 0, max: 0 });
+    assert.deepEqual(compare(await kept.restore(faces[0]!), expected[0]!), { differ: 0, max: 0 });
   } finally {
-    await low.dispose();
+    await kept.dispose();
   }
 });

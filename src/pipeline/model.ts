@@ -92,6 +92,8 @@ export interface LoadOptions {
    * Keep the UNet loaded only while it runs: its weights (3.4 GB in fp32) are then not resident
    * while the VAE decoder runs, so peak memory is the larger of the two stages instead of their
    * sum, for a reload (without MatMul prepacking, which makes the reload fast) on every call.
+   * Default: on for fp32 models (4.9 -> 4.2 GB at 512 x 512 for ~1 s per call), off for int8
+   * ones (1.9 GB peak either way).
    */
   lowMemory?: boolean;
 }
@@ -117,13 +119,14 @@ export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, on
   const codebook = cb.read('codebook') as FloatTensor;
   cb.close();
   const optimized = runtime.optimization === undefined && (await prepareOptimized(dir, manifest, onProgress));
+  const lowMemory = opts.lowMemory ?? manifest.dtype === 'fp32';
   const sessions: Partial<StageSessions> = {};
   try {
     for (const [stage, file] of Object.entries(manifest.graphs) as [StageName, string][]) {
       const [graphFile, options]: [string, RuntimeOptions] = optimized
         ? [path.join(optimizedDir(dir), file), { ...runtime, optimization: 'disabled' }]
         : [path.join(dir, file), runtime];
-      sessions[stage] = stage === 'unet' && opts.lowMemory ? onDemandSession(graphFile, options) : await OnnxSession.create(graphFile, options);
+      sessions[stage] = stage === 'unet' && lowMemory ? onDemandSession(graphFile, options) : await OnnxSession.create(graphFile, options);
     }
   } catch (e) {
     for (const s of Object.values(sessions)) await s.release();
