@@ -1,7 +1,7 @@
 /**
- * `npx tsc -p . && node dist/bench/tiled_vae.js [--sizes 512,1024] [--tile 512] [--threads 2] [--runs 3] [--modes untiled,tiled]`:
+ * `npx tsc -p . && node dist/bench/tiled_vae.js [--sizes 512,1024] [--tile 512] [--threads 2] [--runs 3] [--modes untiled,independent,exact]`:
  * the full-size VAE (SD-2.1 config, random weights from random_release.ts) encoding and decoding
- * a smooth test image, untiled and tiled, each size and mode in a child process of its own so
+ * a smooth test image, untiled and tiled (independent tiles, the default, and exact tiles), each size and mode in a child process of its own so
  * that its peak RSS is its own. Prints time, peak RSS and the largest difference of tiled from
  * untiled output (posterior mean, and the decoded image in 1/255 units as the pipeline clamps it).
  *
@@ -93,8 +93,8 @@ async function child(mode: string, size: number, tile: number, threads: number, 
     const weights = onnxWeights([FILES.encoder, FILES.decoder].map((f) => path.join(cacheDir, f)));
     const tiled = new TiledVae(vae.module, weights, runtime, () => weights.close());
     await tiled.prepare();
-    encode = async (image) => (await tiled.encode(image, tile)).mean;
-    decode = async (latent) => tiled.decode(latent, tile);
+    encode = async (image) => (mode === 'exact' ? await tiled.encode(image, tile) : await tiled.encodeIndependent(image, tile)).mean;
+    decode = async (latent) => (mode === 'exact' ? tiled.decode(latent, tile) : tiled.decodeIndependent(latent, tile));
     release = () => tiled.dispose();
   }
   const loadS = (performance.now() - t0) / 1000;
@@ -141,7 +141,8 @@ async function main(): Promise<void> {
   const tile = Number(arg('--tile', '512'));
   const threads = Number(arg('--threads', '2'));
   const runs = Number(arg('--runs', '3'));
-  const modes = arg('--modes', 'untiled,tiled').split(',');
+  const modes = arg('--modes', 'untiled,independent,exact').split(',');
+  for (const m of modes) if (!['untiled', 'independent', 'exact'].includes(m)) throw new Error(`unknown mode ${m} (untiled, independent, exact)`);
   writeVaeGraphs();
   const rows: string[] = [];
   for (const size of sizes) {
@@ -151,7 +152,7 @@ async function main(): Promise<void> {
     const tileHere = tile >= size ? size / 2 : tile;
     for (const mode of modes) {
       const outFile = path.join(cacheDir, `out-${mode}-${size}.f32`);
-      process.stderr.write(`bench: ${mode} ${size}x${size}${mode === 'tiled' ? ` (tile ${tileHere})` : ''}, ${threads} threads, ${runs} runs...\n`);
+      process.stderr.write(`bench: ${mode} ${size}x${size}${mode !== 'untiled' ? ` (tile ${tileHere})` : ''}, ${threads} threads, ${runs} runs...\n`);
       const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', mode, String(size), String(tileHere), String(threads), String(runs), outFile],
         { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
       if (r.status !== 0) throw new Error(`${mode} ${size} failed (exit ${r.status}, signal ${r.signal})`);
@@ -159,21 +160,23 @@ async function main(): Promise<void> {
       process.stderr.write(`  ${JSON.stringify(results[mode])}\n`);
       outputs[mode] = readOutputs(outFile, size);
     }
-    let dMean = 0, dImage = 0, dRaw = 0;
     // Without an untiled run here, compare with the untiled outputs of an earlier run of this size.
     const untiledFile = path.join(cacheDir, `out-untiled-${size}.f32`);
     const u = outputs['untiled'] ?? (fs.existsSync(untiledFile) ? readOutputs(untiledFile, size) : null);
-    const t = outputs['tiled'];
-    if (u && t) for (let i = 0; i < u.mean.length; i++) dMean = Math.max(dMean, Math.abs(u.mean[i]! - t.mean[i]!));
     const to01 = (v: number) => Math.min(1, Math.max(0, v * 0.5 + 0.5));
-    if (u && t) for (let i = 0; i < u.image.length; i++) {
-      dImage = Math.max(dImage, Math.abs(to01(u.image[i]!) - to01(t.image[i]!)));
-      dRaw = Math.max(dRaw, Math.abs(u.image[i]! - t.image[i]!));
-    }
     for (const mode of modes) {
       const r = results[mode]!;
-      const diff = mode === 'tiled' && u ? `${(dImage * 255).toExponential(1)} (raw ${dRaw.toExponential(1)}) | ${dMean.toExponential(1)}` : '- | -';
-      rows.push(`| ${size} | ${mode}${mode === 'tiled' ? ` ${r.tile}` : ''} | ${median(r.encode_s).toFixed(2)} | ${median(r.decode_s).toFixed(2)} | ${r.load_s.toFixed(2)} | ${r.first_s.toFixed(2)} | ${r.peak_rss_mb.toFixed(0)} | ${diff} |`);
+      const t = outputs[mode]!;
+      let dMean = 0, dImage = 0, dRaw = 0;
+      if (u && mode !== 'untiled') {
+        for (let i = 0; i < u.mean.length; i++) dMean = Math.max(dMean, Math.abs(u.mean[i]! - t.mean[i]!));
+        for (let i = 0; i < u.image.length; i++) {
+          dImage = Math.max(dImage, Math.abs(to01(u.image[i]!) - to01(t.image[i]!)));
+          dRaw = Math.max(dRaw, Math.abs(u.image[i]! - t.image[i]!));
+        }
+      }
+      const diff = mode !== 'untiled' && u ? `${(dImage * 255).toExponential(1)} (raw ${dRaw.toExponential(1)}) | ${dMean.toExponential(1)}` : '- | -';
+      rows.push(`| ${size} | ${mode}${mode !== 'untiled' ? ` ${r.tile}` : ''} | ${median(r.encode_s).toFixed(2)} | ${median(r.decode_s).toFixed(2)} | ${r.load_s.toFixed(2)} | ${r.first_s.toFixed(2)} | ${r.peak_rss_mb.toFixed(0)} | ${diff} |`);
     }
   }
   process.stdout.write(`${threads} threads, median of ${runs} runs after 1 warm-up (load: sessions, or building the tiled pieces; first: the warm-up encode + decode)\n`);

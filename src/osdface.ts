@@ -31,20 +31,22 @@ export interface OSDFaceLoadOptions {
    */
   dtype?: ModelDtype;
   /**
-   * VAE tiling: `{ tileSize, threshold }` (image pixels; defaults 512 and 1024 * 1024) or false.
-   * The VAE runs in tiles of `tileSize` when an image it encodes or decodes has more than
-   * `threshold` pixels and does not fit in one tile. Tiles are exact (whole-image GroupNorm
-   * statistics and attention, each tile reading the 1-pixel halo its convolutions need): the
-   * output equals the untiled one up to float rounding. The networks' working memory is that
-   * of one tile, but whole feature maps are kept between the pieces, so peak memory only drops
-   * for images well above 1024 x 1024 (bench/RESULTS.md). The pipeline restores at the model's
-   * process size (512 x 512 for the official weights), which the defaults never tile.
+   * VAE tiling: `{ tileSize, threshold, independent, overlap }` (image pixels; defaults 512,
+   * 1024 * 1024, false, the tiled layers' reach) or false. The VAE runs in tiles of `tileSize`
+   * when an image it encodes or decodes has more than `threshold` pixels and does not fit in one
+   * tile. Tiles are exact by default: the untiled output up to float rounding, with memory that
+   * grows with the image (about 2/3 of the untiled run's). `independent: true`: memory bounded by
+   * the tile, each tile reading `overlap` pixels around its core (by default as far as its layers
+   * see: no seams), but above 512 x 512 pixels the GroupNorm statistics are estimated from sample
+   * tiles (README "Tiled VAE", bench/RESULTS.md). The pipeline restores at the model's process
+   * size (512 x 512 for the official weights), which the defaults never tile.
    */
   vaeTiling?: VaeTiling;
   /**
    * Load the UNet only while it runs, so its weights (3.4 GB in fp32) and the VAE decoder's
    * working memory are never resident together: lower peak memory for a reload of the UNet on
-   * every restore call (figures in bench/RESULTS.md). Default false.
+   * restore call (figures in bench/RESULTS.md). Default: true for fp32 models (peak 4.9 -> 4.2 GB
+   * at 512 x 512, about 1 s more per call), false for int8 ones (1.9 GB peak either way).
    */
   lowMemory?: boolean;
 }
@@ -199,7 +201,7 @@ export class OSDFace {
         throw new RangeError(`OSDFace.load: vaeTiling: ${(e as Error).message}`);
       }
     }
-    const { pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {}, undefined, { lowMemory: opts.lowMemory === true });
+    const { pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {}, undefined, opts.lowMemory !== undefined ? { lowMemory: opts.lowMemory } : {});
     return new OSDFace(pipeline, manifest, dir, opts.threads, opts.vaeTiling);
   }
 

@@ -73,6 +73,9 @@ test('--help, --version, unknown flags and commands', { skip }, () => {
   assert.equal(badValue.status, 2);
   assert.match(badValue.stderr, /--latent must be one of mode, sample, got 'median'/);
   assert.match(osdface('restore', 'x.png', '-o', 'out', '--model', modelDir, '--seed', '3').stderr, /--seed only applies to --latent sample/);
+  const memory = osdface('restore', 'x.png', '-o', 'out', '--model', modelDir, '--low-memory', '--no-low-memory');
+  assert.equal(memory.status, 2);
+  assert.match(memory.stderr, /--low-memory and --no-low-memory contradict each other/);
   assert.equal(osdface('frobnicate').status, 2);
   const parity = osdface('parity');
   assert.equal(parity.status, 2);

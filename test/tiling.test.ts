@@ -65,7 +65,13 @@ describe('tiling options and tile arithmetic', () => {
     assert.throws(() => resolveVaeTiling({ tileSize: 100.5 }), /tile size/);
     assert.throws(() => resolveVaeTiling({ threshold: Number.NaN }), /threshold/);
     assert.throws(() => resolveVaeTiling({ threshold: -1 }), /threshold/);
-    assert.throws(() => resolveVaeTiling({ overlap: 32 } as never), /unknown VAE tiling option 'overlap'.*no overlap to set/);
+    assert.deepEqual(resolveVaeTiling({ independent: true, overlap: 32 }), { ...DEFAULT_VAE_TILING, independent: true, overlap: 32 });
+    assert.deepEqual(resolveVaeTiling({ independent: true }), { ...DEFAULT_VAE_TILING, independent: true });
+    assert.throws(() => resolveVaeTiling({ independent: true, overlap: -1 }), /overlap must be a non-negative integer/);
+    assert.throws(() => resolveVaeTiling({ independent: true, overlap: 2.5 }), /overlap must be a non-negative integer/);
+    assert.throws(() => resolveVaeTiling({ overlap: 8 }), /overlap applies to independent tiles \(independent: true\)/);
+    assert.throws(() => resolveVaeTiling({ independent: 'yes' } as never), /'independent' must be true or false/);
+    assert.throws(() => resolveVaeTiling({ blend: 1 } as never), /unknown VAE tiling option 'blend' \(options: tileSize, threshold, independent, overlap\)/);
     assert.throws(() => resolveVaeTiling(null as never), /options object or false/);
     const t = DEFAULT_VAE_TILING.threshold;
     // The pipeline's own 512 x 512 processing size stays untiled by default, and so does the threshold itself.
@@ -76,7 +82,7 @@ describe('tiling options and tile arithmetic', () => {
     assert.equal(vaeTilingFor(4096, 4096, false), null);
     // Above the threshold but within one tile: untiled (the same result, cheaper).
     assert.equal(vaeTilingFor(64, 64, { threshold: 0, tileSize: 64 }), null);
-    assert.deepEqual(vaeTilingFor(64, 72, { threshold: 0, tileSize: 64 }), { threshold: 0, tileSize: 64 });
+    assert.deepEqual(vaeTilingFor(64, 72, { threshold: 0, tileSize: 64 }), { threshold: 0, tileSize: 64, independent: false });
   });
 
   test('splitEven: ceil(L / T) nearly equal parts covering [0, L)', () => {
@@ -191,6 +197,47 @@ describe('tiled VAE on the tiny parity-a model', { skip: noFixtures }, () => {
     assert.ok(maxAbsDiff((await tiled.encode(img, 4096)).mean, ref.mean) < 1e-4);
     const z = pattern([1, 4, 7, 9]);
     assert.ok(maxAbsDiff(await tiled.decode(z, 12), await decode(z)) < 1e-4);
+  });
+
+  // Independent tiles: each reads a halo as wide as its layers see, so with the same GroupNorm
+  // statistics (exact ones below statsPixels) every core is what the whole image gives.
+  test('independent tiles: the untiled output with the default overlap; overlap 0 leaves seams', async (t) => {
+    const img = smoothImage(1, 256, 256);
+    const ref = await encode(img);
+    const untiled = await decode(ref.mean);
+    const te = await tiled.encodeIndependent(img, 64);
+    const td = await tiled.decodeIndependent(ref.mean, 64);
+    const dMean = maxAbsDiff(te.mean, ref.mean), dDec = maxImageDiff(td, untiled);
+    t.diagnostic(`independent 64-pixel tiles: mean ${dMean.toExponential(2)}, decode ${(dDec * 255).toExponential(2)}/255`);
+    assert.ok(dMean < 1e-3 && maxAbsDiff(te.logvar, ref.logvar) < 1e-3, `mean ${dMean}`);
+    assert.ok(dDec < 1e-3, `decode ${dDec}`);
+    // Without a halo every tile sees zero padding at its borders: visible seams.
+    const seams = maxImageDiff(await tiled.decodeIndependent(ref.mean, 64, 0), untiled);
+    assert.ok(seams > 2 / 255, `overlap 0 differs by only ${seams * 255}/255`);
+  });
+
+  test('independent tiles on inputs above statsPixels: statistics from sample tiles, exact when the samples cover the image', async () => {
+    const img = smoothImage(1, 256, 256);
+    const ref = await encode(img);
+    const untiled = await decode(ref.mean);
+    // 16 samples of 64-pixel cores on a 4 x 4 grid: they tile the 256 x 256 image exactly.
+    tiled.statsPixels = 256 * 256 - 1;
+    tiled.sampleGrid = 4;
+    tiled.sampleCore = 64;
+    try {
+      assert.ok(maxImageDiff(await tiled.decodeIndependent(ref.mean, 128), untiled) < 1e-3);
+      assert.ok(maxAbsDiff((await tiled.encodeIndependent(img, 128)).mean, ref.mean) < 1e-3);
+      // 4 samples covering a quarter of the image: an estimate, the same for every tile.
+      tiled.sampleGrid = 2;
+      const sampled = await tiled.decodeIndependent(ref.mean, 128);
+      assert.deepEqual(sampled.shape, untiled.shape);
+      assert.ok(sampled.data.every(Number.isFinite));
+      assert.ok(maxImageDiff(sampled, untiled) > 1e-3, 'a partial sample gives other statistics');
+    } finally {
+      tiled.statsPixels = 512 * 512;
+      tiled.sampleGrid = 3;
+      tiled.sampleCore = 128;
+    }
   });
 
   test('bad inputs are refused', async () => {

@@ -78,12 +78,20 @@ options:
   --skip-existing        leave outputs that already exist alone (reported as skipped)
   --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
-  --low-memory           load the UNet only while it runs: lower peak memory (fp32 512x512:
-                         see bench/RESULTS.md), a UNet reload per network call
+  --low-memory           load the UNet only while it runs: lower peak memory for a UNet
+                         reload per network call (default for fp32 models: peak 4.2 GB instead
+                         of 4.9 at 512x512, ~1 s more per call; see bench/RESULTS.md)
+  --no-low-memory        keep the UNet loaded between calls (default for int8 models)
   --vae-tile <px>        run the VAE in tiles of this many pixels on any image larger than a
                          tile (exact: the same output up to float rounding; slower, and it
                          saves memory only on images well above 1024x1024)
                          (default: 512-pixel tiles above 1024x1024; 512x512 runs untiled)
+  --vae-independent      independent tiles instead of exact ones: memory bounded by the tile,
+                         but above 512x512 GroupNorm statistics are estimated from sample
+                         tiles (on random weights that changed the output completely)
+  --vae-overlap <px>     with --vae-independent: pixels each tile reads beyond its core on
+                         every side (default: as far as the tiled layers see, 56 / 72 px for
+                         the SD decoder / encoder, no seams; smaller is faster, with seams)
   --no-vae-tiling        never tile the VAE
   --json                 print a JSON summary on stdout
   -h, --help             this help
@@ -392,8 +400,11 @@ const RESTORE_FLAGS: Record<string, FlagSpec> = {
   json: { kind: 'bool' },
   threads: { kind: 'int' },
   'low-memory': { kind: 'bool' },
+  'no-low-memory': { kind: 'bool' },
   'vae-tile': { kind: 'int' },
   'no-vae-tiling': { kind: 'bool' },
+  'vae-overlap': { kind: 'int' },
+  'vae-independent': { kind: 'bool' },
   batch: { kind: 'int' },
   compare: { kind: 'bool' },
   aligned: { kind: 'bool' },
@@ -440,8 +451,15 @@ async function restoreCommand(argv: string[]): Promise<number> {
   const vaeTile = positive(flags, 'vae-tile', 'restore');
   if (vaeTile !== undefined && flags.has('no-vae-tiling')) throw usage('--vae-tile and --no-vae-tiling contradict each other; give one');
   if (vaeTile !== undefined && vaeTile < 8) throw usage(`--vae-tile must be at least 8 pixels, got ${vaeTile}`);
+  if (flags.has('low-memory') && flags.has('no-low-memory')) throw usage('--low-memory and --no-low-memory contradict each other; give one');
+  const lowMemory = flags.has('low-memory') ? true : flags.has('no-low-memory') ? false : undefined;
   // A tile size asks for tiling whatever the image size (threshold 0); images within one tile still run untiled.
-  const vaeTiling = flags.has('no-vae-tiling') ? false : vaeTile !== undefined ? { tileSize: vaeTile, threshold: 0 } : undefined;
+  const vaeOverlap = flags.get('vae-overlap') as number | undefined;
+  if (vaeOverlap !== undefined && (!Number.isInteger(vaeOverlap) || vaeOverlap < 0)) throw usage(`--vae-overlap must be a non-negative number of pixels, got ${vaeOverlap}`);
+  if (vaeOverlap !== undefined && !flags.has('vae-independent')) throw usage('--vae-overlap applies to independent tiles: add --vae-independent (exact tiles read the halo each convolution needs)');
+  if (flags.has('no-vae-tiling') && flags.has('vae-independent')) throw usage('--no-vae-tiling contradicts --vae-independent; give one');
+  const tileOptions = { ...(vaeOverlap !== undefined ? { overlap: vaeOverlap } : {}), ...(flags.has('vae-independent') ? { independent: true } : {}) };
+  const vaeTiling = flags.has('no-vae-tiling') ? false : vaeTile !== undefined ? { tileSize: vaeTile, threshold: 0, ...tileOptions } : Object.keys(tileOptions).length > 0 ? tileOptions : undefined;
   const batch = positive(flags, 'batch', 'restore') ?? 1;
   const maxFaces = positive(flags, 'max-faces', 'restore');
   const minEyeDistance = flags.get('min-eye-distance') as number | undefined;
@@ -525,7 +543,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
       log(`loading ${manifest.dtype} model ${modelDir}`);
       try {
         model = await OSDFace.load(modelDir, {
-          ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}), lowMemory: flags.has('low-memory'),
+          ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}), ...(lowMemory !== undefined ? { lowMemory } : {}),
         });
       } catch (e) {
         log(e instanceof Error ? e.message : String(e));

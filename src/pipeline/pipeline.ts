@@ -31,7 +31,7 @@ import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeE
 import { x0FromEps } from './scheduler.js';
 import { gaussianNoise } from './random.js';
 import { TiledVae } from './tiled_vae.js';
-import { vaeTilingFor, type VaeTiling } from './tiling.js';
+import { vaeTilingFor, type VaeTileOptions, type VaeTiling } from './tiling.js';
 
 const NO_WEIGHTS: WeightSource = { read: (k) => { throw new Error(`graph has no parameters, asked for ${k}`); } };
 
@@ -114,7 +114,7 @@ export class OSDFacePipeline {
   }
 
   /** The tile options for a VAE run on an H x W image, or null for untiled. */
-  private tilingFor(height: number, width: number, tiling: VaeTiling | undefined): { tiled: TiledVae; tileSize: number } | null {
+  private tilingFor(height: number, width: number, tiling: VaeTiling | undefined): { tiled: TiledVae; o: VaeTileOptions } | null {
     if (!this.tiledVae) {
       // Pipelines built without one keep running untiled unless tiling was asked for.
       if (tiling === undefined || tiling === false) return null;
@@ -122,7 +122,7 @@ export class OSDFacePipeline {
     }
     const o = vaeTilingFor(height, width, tiling);
     if (!o) return null;
-    return { tiled: this.tiledVae, tileSize: o.tileSize };
+    return { tiled: this.tiledVae, o };
   }
 
   get scalingFactor(): number {
@@ -152,7 +152,7 @@ export class OSDFacePipeline {
   /** image in [-1, 1] -> posterior; tiled when `tiling` says so for its size. */
   async encode(image: FloatTensor, tiling?: VaeTiling): Promise<{ mean: FloatTensor; logvar: FloatTensor }> {
     const t = this.tilingFor(image.shape[2]!, image.shape[3]!, tiling);
-    if (t) return t.tiled.encode(image, t.tileSize);
+    if (t) return t.o.independent ? t.tiled.encodeIndependent(image, t.o.tileSize, t.o.overlap) : t.tiled.encode(image, t.o.tileSize);
     const out = await this.s.vaeEncoder.run({ image });
     return { mean: out.mean as FloatTensor, logvar: out.logvar as FloatTensor };
   }
@@ -166,7 +166,7 @@ export class OSDFacePipeline {
   async decode(latent: FloatTensor, tiling?: VaeTiling): Promise<FloatTensor> {
     const f = this.tiledVae?.vae.downFactor ?? 1;
     const t = this.tilingFor(latent.shape[2]! * f, latent.shape[3]! * f, tiling);
-    if (t) return t.tiled.decode(latent, t.tileSize);
+    if (t) return t.o.independent ? t.tiled.decodeIndependent(latent, t.o.tileSize, t.o.overlap) : t.tiled.decode(latent, t.o.tileSize);
     return (await this.s.vaeDecoder.run({ latent })).image as FloatTensor;
   }
 

@@ -1,8 +1,8 @@
 /**
  * The VAE encoder and decoder run as a host-driven sequence of small graphs ("pieces") over
- * tiles, giving the untiled result (up to float summation order) with working memory bounded by
- * the tile size.
+ * tiles, in one of two ways (options in tiling.ts).
  *
+ * Exact (`encode`, `decode`): the untiled result up to float summation order.
  * The networks are cut at every GroupNorm, because a GroupNorm needs statistics of the whole
  * feature map. Each piece holds at most one 3x3 convolution and the pointwise work around it
  * (the GroupNorm applied with given statistics, SiLU, 1x1 shortcuts, the residual add), so it
@@ -17,8 +17,21 @@
  * Memory: ONNX Runtime's activations are those of one tile, but the host holds a few whole
  * feature maps (a resnet block's input, inner activation and output: at most a 256-channel and
  * two 128-channel maps at full resolution, 2 GB at 1024 x 1024, in the SD VAE's decoder). That is
- * about what ONNX Runtime needs untiled (with arenas off), so tiling lowers peak memory only for
- * large images; bench/RESULTS.md has the figures.
+ * about what ONNX Runtime needs untiled (with arenas off), so exact tiling lowers peak memory only
+ * for large images; bench/RESULTS.md has the figures.
+ *
+ * Independent tiles (`encodeIndependent`, `decodeIndependent`, the default): memory bounded by
+ * the tile. The latent-resolution layers (the encoder's last down block and mid block, the
+ * decoder's mid block and first up block, so also the attention) run whole with exact
+ * statistics: their maps are 1/64 of the image's pixels. The full-resolution part runs on tiles,
+ * each on its own: a tile reads its core plus a halo as wide as that part can see (the sum of its
+ * convolutions' radii, each at its resolution: 7 latent pixels for the SD decoder, 9 for the
+ * encoder), so with the same GroupNorm statistics its core is exactly what the whole image gives,
+ * and cores are pasted side by side: there is nothing to blend and no seam. The statistics are
+ * the exact ones (recorded by an exact run) for inputs up to `statsPixels`; for larger inputs they
+ * are measured on sample tiles spread over the image, run up to each GroupNorm in turn: exact up
+ * to the sampling, which on random-weight networks is the whole difference from the untiled
+ * output (bench/RESULTS.md).
  */
 import { Graph, type Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
@@ -53,12 +66,92 @@ type Step =
   | { kind: 'resample'; piece: Piece }
   | { kind: 'out'; piece: Piece; eps: number };
 
+/** GroupNorm statistics in the order a run reads them: recorded by one run, replayed by others. */
+type NormLog = Record<'norm_mean' | 'norm_rstd', FloatTensor>[];
+
+/**
+ * A run over sample tiles stacked along the batch: every GroupNorm takes its statistics from the
+ * cores of the samples (`windows`, in input pixels, one per stacked item; item i belongs to image
+ * i % batch of the real batch), the same for every sample of an image.
+ */
+interface SampledRun {
+  windows: { y0: number; y1: number; x0: number; x1: number }[];
+  batch: number;
+}
+
+/** `t` (B, ...) repeated `times` along the batch. */
+function repeatBatch(t: FloatTensor, times: number): FloatTensor {
+  const out = floatTensor([t.shape[0]! * times, ...t.shape.slice(1)]);
+  for (let k = 0; k < times; k++) out.data.set(t.data, k * t.data.length);
+  return out;
+}
+
+/** The encoder's or decoder's steps; those in [latentFrom, latentTo) run at the latent resolution. */
+interface Network {
+  steps: Step[];
+  latentFrom: number;
+  latentTo: number;
+}
+
 /** A whole feature map and the group sums of its values, for the GroupNorm that reads it next. */
 interface Activation {
   t: FloatTensor;
   sums: GroupSums | null;
 }
 
+
+/** A tile of an h x w grid: its core [y0, y1) x [x0, x1), read with a halo of up to `halo` on every side. */
+interface HaloTile {
+  y0: number;
+  y1: number;
+  x0: number;
+  x1: number;
+  /** The region read: the core plus the halo, clipped to the grid. */
+  ry0: number;
+  ry1: number;
+  rx0: number;
+  rx1: number;
+}
+
+/** Cores of at most `core` grid units covering h x w, each read with `halo` more on every side. */
+function haloGrid(h: number, w: number, core: number, halo: number): HaloTile[] {
+  const ys = splitEven(h, Math.max(1, Math.floor(core))), xs = splitEven(w, Math.max(1, Math.floor(core)));
+  const tiles: HaloTile[] = [];
+  for (let i = 0; i + 1 < ys.length; i++) {
+    for (let j = 0; j + 1 < xs.length; j++) {
+      const [y0, y1, x0, x1] = [ys[i]!, ys[i + 1]!, xs[j]!, xs[j + 1]!];
+      tiles.push({ y0, y1, x0, x1, ry0: Math.max(0, y0 - halo), ry1: Math.min(h, y1 + halo), rx0: Math.max(0, x0 - halo), rx1: Math.min(w, x1 + halo) });
+    }
+  }
+  return tiles;
+}
+
+/**
+ * How far (in pixels of the steps' input) an output of `steps` can see: the sum of their 3x3
+ * convolutions' radii, each at its own resolution. Attention sees everything.
+ */
+function receptiveRadius(steps: Step[]): number {
+  let scale = 1; // pixels of the current resolution per input pixel
+  let radius = 0;
+  for (const step of steps) {
+    switch (step.kind) {
+      case 'attention':
+        return Infinity;
+      case 'resnet':
+        radius += 2 / scale;
+        break;
+      case 'resample':
+        // Upsampling convolves at the new resolution; a stride-2 convolution reads 1 pixel around at the old one.
+        if (step.piece.resampling === 'up') scale *= 2;
+        radius += 1 / scale;
+        if (step.piece.resampling === 'down') scale /= 2;
+        break;
+      default:
+        radius += 1 / scale;
+    }
+  }
+  return radius;
+}
 
 /** Example spatial size the piece graphs are built with (their height and width are named, so any size runs). */
 const EXAMPLE = 8;
@@ -78,8 +171,8 @@ function normWithStats(g: Graph, norm: GroupNorm, x: Value): Value {
 }
 
 export class TiledVae {
-  private encoderSteps?: Promise<Step[]>;
-  private decoderSteps?: Promise<Step[]>;
+  private encoderSteps?: Promise<Network>;
+  private decoderSteps?: Promise<Network>;
   private readonly sessions: OnnxSession[] = [];
   private readonly groups: number;
   /**
@@ -87,6 +180,15 @@ export class TiledVae {
    * 64 MB, whether or not ONNX Runtime materializes them. (Tests lower it to exercise chunking.)
    */
   maxAttentionScores = 1 << 24;
+  /**
+   * Independent tiles get their GroupNorm statistics from the exact run when the input has at
+   * most `statsPixels` image pixels, and otherwise from a `sampleGrid` x `sampleGrid` grid of
+   * sample tiles with cores of `sampleCore` image pixels, spread from edge to edge and run
+   * together (stacked along the batch: about 1 GB for the SD decoder's 9). (Tests change them.)
+   */
+  statsPixels = 512 * 512;
+  sampleGrid = 3;
+  sampleCore = 128;
 
   /**
    * `weights` are read while the pieces are built (on the first encode / decode); `onDispose`
@@ -107,7 +209,7 @@ export class TiledVae {
     const [, , H, W] = dims4(image, 'image');
     if (H % f !== 0 || W % f !== 0) throw new Error(`tiled VAE encode needs a height and width that are multiples of ${f}, got ${H} x ${W}`);
     this.encoderSteps ??= this.buildEncoder();
-    const [mean, logvar] = await this.run(await this.encoderSteps, image, tileSize);
+    const [mean, logvar] = (await this.run((await this.encoderSteps).steps, image, tileSize)).outs;
     return { mean: mean!, logvar: logvar! };
   }
 
@@ -115,8 +217,102 @@ export class TiledVae {
   async decode(latent: FloatTensor, tileSize: number): Promise<FloatTensor> {
     dims4(latent, 'latent');
     this.decoderSteps ??= this.buildDecoder();
-    const [image] = await this.run(await this.decoderSteps, latent, tileSize);
+    const [image] = (await this.run((await this.decoderSteps).steps, latent, tileSize)).outs;
     return image!;
+  }
+
+  /**
+   * Tiled encoding with memory bounded by the tile: the part above the latent resolution (conv_in,
+   * the down blocks up to the last downsampler) on tiles of `tileSize` pixels, each read with `overlap` more pixels on every side
+   * (default: the part's receptive radius, so every tile's core is what the whole image gives),
+   * its GroupNorms using the image's statistics (`partNorms`); the cores make one
+   * latent-resolution feature map, and the last down block, mid block and conv_out run on it whole.
+   */
+  async encodeIndependent(image: FloatTensor, tileSize: number, overlap?: number): Promise<{ mean: FloatTensor; logvar: FloatTensor }> {
+    const f = this.vae.downFactor;
+    const [B, , H, W] = dims4(image, 'image');
+    if (H % f !== 0 || W % f !== 0) throw new Error(`tiled VAE encode needs a height and width that are multiples of ${f}, got ${H} x ${W}`);
+    this.encoderSteps ??= this.buildEncoder();
+    const { steps, latentFrom } = await this.encoderSteps;
+    const [tiledPart, latentPart] = [steps.slice(0, latentFrom), steps.slice(latentFrom)];
+    // Tiles on the latent grid, so every image tile starts on a multiple of f (the downsamplings stay aligned).
+    const halo = Math.ceil((overlap ?? receptiveRadius(tiledPart)) / f);
+    const norms = await this.partNorms(tiledPart, image, { h: H / f, w: W / f, unit: f, imagePixels: H * W, cellPixels: f }, Math.ceil(receptiveRadius(tiledPart) / f), tileSize);
+    let features: FloatTensor | undefined;
+    let sums: GroupSums | undefined;
+    for (const t of haloGrid(H / f, W / f, tileSize / f, halo)) {
+      const { act } = await this.run(tiledPart, crop(image, t.ry0 * f, t.ry1 * f, t.rx0 * f, t.rx1 * f), tileSize, { replay: norms });
+      features ??= floatTensor([B, act.t.shape[1]!, H / f, W / f]);
+      sums ??= new GroupSums(B, act.t.shape[1]!, this.groups);
+      pasteCore(features, act.t, { sy: t.y0 - t.ry0, sx: t.x0 - t.rx0, dy: t.y0, dx: t.x0, h: t.y1 - t.y0, w: t.x1 - t.x0 }, sums);
+    }
+    const [mean, logvar] = (await this.run(latentPart, { t: features!, sums: sums! }, tileSize)).outs;
+    return { mean: mean!, logvar: logvar! };
+  }
+
+  /**
+   * Tiled decoding with memory bounded by the tile: the latent-resolution part (conv_in, the mid
+   * block, the first up block) on the whole latent; then the rest on tiles of `tileSize` image
+   * pixels, each read with `overlap` more image pixels on every side (default: the rest's
+   * receptive radius, so every tile's core is what the whole image gives), its GroupNorms using
+   * the image's statistics (`partNorms`).
+   */
+  async decodeIndependent(latent: FloatTensor, tileSize: number, overlap?: number): Promise<FloatTensor> {
+    const f = this.vae.downFactor;
+    const [B, , h, w] = dims4(latent, 'latent');
+    this.decoderSteps ??= this.buildDecoder();
+    const { steps, latentTo } = await this.decoderSteps;
+    const [latentPart, tiledPart] = [steps.slice(0, latentTo), steps.slice(latentTo)];
+    const { act } = await this.run(latentPart, latent, tileSize);
+    const halo = Math.ceil(overlap === undefined ? receptiveRadius(tiledPart) : overlap / f);
+    const norms = await this.partNorms(tiledPart, act, { h, w, unit: 1, imagePixels: h * w * f * f, cellPixels: f }, Math.ceil(receptiveRadius(tiledPart)), tileSize);
+    const image = floatTensor([B, 3, h * f, w * f]);
+    for (const t of haloGrid(h, w, tileSize / f, halo)) {
+      const [tile] = (await this.run(tiledPart, crop(act.t, t.ry0, t.ry1, t.rx0, t.rx1), tileSize, { replay: norms })).outs;
+      pasteCore(image, tile!, { sy: (t.y0 - t.ry0) * f, sx: (t.x0 - t.rx0) * f, dy: t.y0 * f, dx: t.x0 * f, h: (t.y1 - t.y0) * f, w: (t.x1 - t.x0) * f });
+    }
+    return image;
+  }
+
+  /**
+   * GroupNorm statistics for running `part` on independent tiles of `input` (a grid of `h` x
+   * `w` cells of `unit` input pixels, `imagePixels` image pixels in all). Small inputs: the
+   * exact run records them. Larger ones: sample tiles spread over the input (cores of
+   * `sampleCore` image pixels, read with `halo` cells around, so their cores are what the whole
+   * input gives with the same statistics) run as one batch, and every GroupNorm takes the
+   * statistics of their cores: exact up to the sampling.
+   */
+  private async partNorms(part: Step[], input: FloatTensor | Activation, grid: { h: number; w: number; unit: number; imagePixels: number; cellPixels: number }, halo: number, tileSize: number): Promise<NormLog> {
+    const norms: NormLog = [];
+    const t = 't' in input ? input.t : input;
+    if (grid.imagePixels <= this.statsPixels) {
+      await this.run(part, 't' in input ? input : { t, sums: null }, tileSize, { record: norms });
+      return norms;
+    }
+    const core = Math.max(1, Math.round(this.sampleCore / grid.cellPixels));
+    const per = this.sampleGrid;
+    // Every sample reads a region of the same size (stacked along the batch, they run as one):
+    // its core plus the halo, shifted inside the input at its borders.
+    const [rh, rw] = [Math.min(grid.h, core + 2 * halo), Math.min(grid.w, core + 2 * halo)];
+    const place = (k: number, n: number, read: number) => {
+      const c0 = per === 1 ? Math.max(0, Math.round((n - core) / 2)) : Math.max(0, Math.round((k * (n - core)) / (per - 1)));
+      const r0 = Math.max(0, Math.min(n - read, c0 - halo));
+      return { c0, c1: Math.min(n, c0 + core), r0 };
+    };
+    const [B, C] = dims4(t, 'input');
+    const u = grid.unit;
+    const stacked = floatTensor([per * per * B, C, rh * u, rw * u]);
+    const windows: SampledRun['windows'] = [];
+    for (let i = 0; i < per; i++) {
+      for (let j = 0; j < per; j++) {
+        const y = place(i, grid.h, rh), x = place(j, grid.w, rw);
+        const region = crop(t, y.r0 * u, (y.r0 + rh) * u, x.r0 * u, (x.r0 + rw) * u);
+        stacked.data.set(region.data, (i * per + j) * region.data.length);
+        for (let b = 0; b < B; b++) windows.push({ y0: (y.c0 - y.r0) * u, y1: (y.c1 - y.r0) * u, x0: (x.c0 - x.r0) * u, x1: (x.c1 - x.r0) * u });
+      }
+    }
+    await this.run(part, stacked, tileSize, { record: norms, sampled: { windows, batch: B } });
+    return norms;
   }
 
   /** Builds the encoder's and decoder's pieces now instead of on their first use. */
@@ -138,14 +334,32 @@ export class TiledVae {
    * out), so low-resolution layers, which have more channels, get fewer pixels per tile, and the
    * latent-resolution ones mostly run in one piece (their whole map is small).
    */
-  private async run(steps: Step[], input: FloatTensor, tileSize: number): Promise<FloatTensor[]> {
+  private async run(steps: Step[], input: FloatTensor | Activation, tileSize: number, norms?: { record: NormLog; sampled?: SampledRun } | { replay: NormLog }): Promise<{ outs: FloatTensor[]; act: Activation }> {
     if (!Number.isInteger(tileSize) || tileSize < 1) throw new RangeError(`tile size must be a positive integer, got ${tileSize}`);
-    let act: Activation = { t: input, sums: null };
+    let act: Activation = 't' in input ? input : { t: input, sums: null };
     const budget = tileSize * tileSize * 2 * this.vae.encoder.conv_in.outChannels;
+    let normIndex = 0;
+    let scale = 1; // pixels of the current resolution per input pixel
     const stats = (a: Activation, eps: number) => {
+      if (norms && 'record' in norms && norms.sampled) {
+        const { windows, batch } = norms.sampled;
+        const sums = new GroupSums(batch, a.t.shape[1]!, this.groups);
+        windows.forEach((w, item) => sums.addWindow(a.t, item, w.y0 * scale, w.y1 * scale, w.x0 * scale, w.x1 * scale));
+        const { mean, rstd } = sums.stats(eps);
+        norms.record.push({ norm_mean: mean, norm_rstd: rstd });
+        const times = windows.length / batch;
+        return { norm_mean: repeatBatch(mean, times), norm_rstd: repeatBatch(rstd, times) };
+      }
+      if (norms && 'replay' in norms) {
+        const s = norms.replay[normIndex++];
+        if (!s) throw new Error('internal: more GroupNorms than recorded statistics');
+        return s;
+      }
       if (!a.sums) throw new Error('internal: a GroupNorm reads a feature map without statistics');
       const { mean, rstd } = a.sums.stats(eps);
-      return { norm_mean: mean, norm_rstd: rstd };
+      const s = { norm_mean: mean, norm_rstd: rstd };
+      norms?.record.push(s);
+      return s;
     };
     for (const step of steps) {
       switch (step.kind) {
@@ -162,12 +376,13 @@ export class TiledVae {
           break;
         case 'resample':
           act = await this.tiled(step.piece, { x: act.t }, {}, budget);
+          scale *= step.piece.resampling === 'up' ? 2 : 0.5;
           break;
         case 'out':
-          return (await this.tiledAll(step.piece, { x: act.t }, stats(act, step.eps), budget, false)).outs;
+          return { outs: (await this.tiledAll(step.piece, { x: act.t }, stats(act, step.eps), budget, false)).outs, act };
       }
     }
-    throw new Error('internal: the piece sequence has no output step');
+    return { outs: [act.t], act };
   }
 
   private async tiled(piece: Piece, spatial: Record<string, FloatTensor>, whole: Record<string, Tensor>, budget: number): Promise<Activation> {
@@ -189,7 +404,7 @@ export class TiledVae {
     const outW = r === 'up' ? 2 * W : r === 'down' ? W / 2 : W;
     // Cores are laid out on the grid of the lower resolution, so upsampled cores stay even; `tile`
     // is in input pixels, and a downsampling piece's grid is its output.
-    const tile = Math.max(1, Math.floor(Math.sqrt(budget / piece.valuesPerPixel)));
+    const tile = Math.max(1, Math.floor(Math.sqrt(budget / (piece.valuesPerPixel * B))));
     const grid = r === 'down' ? Math.max(1, Math.floor(tile / 2)) : tile;
     const ys = splitEven(r === 'down' ? outH : H, grid);
     const xs = splitEven(r === 'down' ? outW : W, grid);
@@ -324,7 +539,7 @@ export class TiledVae {
   }
 
   /** Encoder.forward and AutoencoderKL.encode as pieces. */
-  private async buildEncoder(): Promise<Step[]> {
+  private async buildEncoder(): Promise<Network> {
     const vae = this.vae;
     const e = vae.encoder;
     const steps: Step[] = [{
@@ -353,11 +568,12 @@ export class TiledVae {
         return { mean, logvar: op.clip(logvar, -30, 20) };
       }),
     });
-    return steps;
+    const lastDown = steps.map((st) => st.kind).lastIndexOf('resample');
+    return { steps, latentFrom: lastDown + 1, latentTo: steps.length };
   }
 
   /** AutoencoderKL.decode and Decoder.forward as pieces. */
-  private async buildDecoder(): Promise<Step[]> {
+  private async buildDecoder(): Promise<Network> {
     const vae = this.vae;
     const d = vae.decoder;
     const steps: Step[] = [{
@@ -386,6 +602,7 @@ export class TiledVae {
         return { image: d.conv_out.forward(g, op.silu(normWithStats(g, d.conv_norm_out, x))) };
       }),
     });
-    return steps;
+    const firstUp = steps.findIndex((st) => st.kind === 'resample');
+    return { steps, latentFrom: 0, latentTo: firstUp < 0 ? steps.length : firstUp };
   }
 }

@@ -1,15 +1,19 @@
 /**
- * Tiled VAE: the options (when to tile, how large a tile is) and the host-side tile arithmetic
- * the tiled encoder and decoder (tiled_vae.ts) are built on: cutting a feature map into tile
- * cores, cropping a tile with its halo, pasting a tile's core back, and accumulating the
- * per-group sums a GroupNorm needs over all tiles.
+ * Tiled VAE: the options (when to tile, tile size, independent tiles, overlap) and the host-side tile
+ * arithmetic the tiled encoder and decoder (tiled_vae.ts) are built on.
  *
- * The tiling is exact, not blended: every convolution runs on tiles that read a halo of its own
- * radius (1 pixel for the VAE's 3x3 convolutions, at the resolution the convolution runs at),
- * so a tile's core is exactly the untiled output there; GroupNorms use statistics summed over
- * the whole image and the mid-block attention attends over every latent position. There is
- * therefore no overlap to choose: the halo follows from the network, and tiled output equals
- * untiled output up to float summation order.
+ * Two ways to tile (tiled_vae.ts has the details):
+ * - exact (default): every GroupNorm uses statistics summed over the whole feature map and each
+ *   convolution reads a 1-pixel halo, so the output is the untiled one up to float summation
+ *   order; but whole feature maps are held between pieces, so memory grows with the image (about
+ *   2/3 of the untiled run's).
+ * - independent tiles (`independent: true`): the layers above the latent resolution run tile by
+ *   tile, each tile on its own, reading `overlap` pixels beyond its core on every side (by default
+ *   as far as those layers see, so its core comes out as from the whole image); their GroupNorms
+ *   use the image's statistics, the same for every tile, so there are no seams; the
+ *   latent-resolution layers (and the attention) run whole. Memory is bounded by the tile. But
+ *   above 512 x 512 pixels the statistics are estimated from sample tiles, and on random-weight
+ *   networks that estimate changes the output completely (bench/RESULTS.md).
  */
 import { type FloatTensor, floatTensor, shapeStr } from '../tensor.js';
 
@@ -22,6 +26,15 @@ export interface VaeTileOptions {
   tileSize: number;
   /** Image pixels (H * W) above which the pipeline runs the VAE tiled. */
   threshold: number;
+  /** Independent tiles instead of exact ones: memory bounded by the tile, statistics estimated above 512 x 512. */
+  independent: boolean;
+  /**
+   * Independent tiles: image pixels each tile reads beyond its core on every side (and drops
+   * after). Left out: as far as the tiled layers can see (56 for the SD decoder, 72 for its
+   * encoder), which makes every core what the whole image gives with the same GroupNorm
+   * statistics; smaller is faster but leaves seams.
+   */
+  overlap?: number;
 }
 
 /** The pipeline's tiling setting: options (defaults filled in for the ones left out), or false for never. */
@@ -29,33 +42,41 @@ export type VaeTiling = Partial<VaeTileOptions> | false;
 
 /**
  * Defaults, from measurements with the SD-2.1-sized VAE (random weights, 2 CPU threads;
- * bench/RESULTS.md, "Tiled VAE"). The tiled VAE keeps whole feature maps on the host, so it only
- * saves memory where ONNX Runtime's untiled buffers grow larger than those: peak RSS of encode +
- * decode was 2.0 GB tiled vs 1.4 GB untiled at 512 x 512, 3.6 vs 3.7 GB at 1024 x 1024 (growing
- * about 2.1 vs 3.0 KB per pixel), and tiled runs took 1.0-1.2x the time. So images up to
- * 1024 x 1024 run untiled (the pipeline's 512 x 512 runs never tile) and larger ones in tiles of
- * 512 pixels.
+ * bench/RESULTS.md, "Tiled VAE"): untiled runs need about 3 KB per image pixel (3.7 GB for an
+ * encode + decode at 1024 x 1024), so images up to 1024 x 1024 run untiled (the pipeline's
+ * 512 x 512 runs never tile) and larger ones in exact tiles of 512 pixels (about 2.1 KB per pixel:
+ * 3.5 GB at 1024 x 1024). Independent tiles stay opt-in: they bound memory (2.9 GB at 1024 x 1024)
+ * but estimate the statistics there, which changed the random-weight VAE's output completely.
  */
 export const DEFAULT_VAE_TILING: Readonly<VaeTileOptions> = Object.freeze({
   tileSize: 512,
   threshold: 1024 * 1024,
+  independent: false,
 });
+
+const OPTION_KEYS: readonly string[] = ['tileSize', 'threshold', 'independent', 'overlap'];
 
 /** Defaults filled in and checked. */
 export function resolveVaeTiling(opts: Partial<VaeTileOptions> = {}): VaeTileOptions {
   if (typeof opts !== 'object' || opts === null) throw new TypeError(`VAE tiling must be an options object or false, got ${String(opts)}`);
   for (const k of Object.keys(opts)) {
-    if (k !== 'tileSize' && k !== 'threshold') {
-      const hint = k === 'overlap' ? ' (tiles are exact: each reads the halo its convolutions need, so there is no overlap to set)' : '';
-      throw new RangeError(`unknown VAE tiling option '${k}'${hint}`);
-    }
+    if (!OPTION_KEYS.includes(k)) throw new RangeError(`unknown VAE tiling option '${k}' (options: ${OPTION_KEYS.join(', ')})`);
   }
   const o: VaeTileOptions = { ...DEFAULT_VAE_TILING };
   if (opts.tileSize !== undefined) o.tileSize = opts.tileSize;
   if (opts.threshold !== undefined) o.threshold = opts.threshold;
+  if (opts.independent !== undefined) o.independent = opts.independent;
   if (!Number.isInteger(o.tileSize) || o.tileSize < 8) throw new RangeError(`VAE tile size must be an integer of at least 8 pixels, got ${String(o.tileSize)}`);
   if (typeof o.threshold !== 'number' || Number.isNaN(o.threshold) || o.threshold < 0) {
     throw new RangeError(`VAE tiling threshold must be a non-negative number of pixels, got ${String(o.threshold)}`);
+  }
+  if (typeof o.independent !== 'boolean') throw new TypeError(`VAE tiling 'independent' must be true or false, got ${String(o.independent)}`);
+  if (!o.independent && opts.overlap !== undefined) {
+    throw new RangeError('overlap applies to independent tiles (independent: true); exact tiles read the halo each convolution needs');
+  }
+  if (opts.overlap !== undefined) {
+    if (!Number.isInteger(opts.overlap) || opts.overlap < 0) throw new RangeError(`VAE tile overlap must be a non-negative integer of pixels, got ${String(opts.overlap)}`);
+    o.overlap = opts.overlap;
   }
   return o;
 }
@@ -122,6 +143,25 @@ export class GroupSums {
     this.sum[k]! += s;
     this.sq[k]! += s2;
     this.count[k]! += n;
+  }
+
+  /** Adds the values of t[item, :, y0:y1, x0:x1] to batch item `item` modulo this batch (stacked samples of a batch). */
+  addWindow(t: FloatTensor, item: number, y0: number, y1: number, x0: number, x1: number): void {
+    const [B, C, H, W] = dims4(t, 'feature map');
+    if (item >= B || C !== this.channels || y0 < 0 || x0 < 0 || y1 > H || x1 > W || !(y0 < y1 && x0 < x1)) {
+      throw new Error(`window [${y0}, ${y1}) x [${x0}, ${x1}) of item ${item} of ${shapeStr(t.shape)} does not fit ${this.channels}-channel statistics`);
+    }
+    for (let c = 0; c < C; c++) {
+      let s = 0, s2 = 0;
+      for (let y = y0; y < y1; y++) {
+        for (let i = ((item * C + c) * H + y) * W + x0, end = i + x1 - x0; i < end; i++) {
+          const v = t.data[i]!;
+          s += v;
+          s2 += v * v;
+        }
+      }
+      this.add(item % this.batch, c, s, s2, (y1 - y0) * (x1 - x0));
+    }
   }
 
   /** mean and 1 / sqrt(var + eps), each (B, groups, 1), as the GroupNorm pieces take them. */
