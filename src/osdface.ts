@@ -45,8 +45,8 @@ export interface OSDFaceLoadOptions {
   /**
    * Load the UNet only while it runs, so its weights (3.4 GB in fp32) and the VAE decoder's
    * working memory are never resident together: lower peak memory for a reload of the UNet on
-   * restore call (figures in bench/RESULTS.md). Default: true for fp32 models (peak 4.9 -> 4.2 GB
-   * at 512 x 512, about 1 s more per call), false for int8 ones (1.9 GB peak either way).
+   * every restore call (bench/RESULTS.md). Default: true for fp32 models (peak 4.9 -> 4.2-4.55 GB
+   * at 512 x 512, about 1 s more per call), false for int8 ones (2.0 GB peak either way).
    */
   lowMemory?: boolean;
 }

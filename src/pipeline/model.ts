@@ -92,8 +92,8 @@ export interface LoadOptions {
    * Keep the UNet loaded only while it runs: its weights (3.4 GB in fp32) are then not resident
    * while the VAE decoder runs, so peak memory is the larger of the two stages instead of their
    * sum, for a reload (without MatMul prepacking, which makes the reload fast) on every call.
-   * Default: on for fp32 models (4.9 -> 4.2 GB at 512 x 512 for ~1 s per call), off for int8
-   * ones (1.9 GB peak either way).
+   * Default: on for fp32 models (4.9 -> 4.2-4.55 GB at 512 x 512 for ~1 s per call), off for int8
+   * ones (2.0 GB peak either way).
    */
   lowMemory?: boolean;
 }
