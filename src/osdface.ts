@@ -34,9 +34,9 @@ export interface OSDFaceLoadOptions {
    * VAE tiling: `{ tileSize, threshold, independent, overlap }` (image pixels; defaults 512,
    * 1024 * 1024, false, the tiled layers' reach) or false. The VAE runs in tiles of `tileSize`
    * when an image it encodes or decodes has more than `threshold` pixels and does not fit in one
-   * tile. Tiles are exact by default: the untiled output up to float rounding, with memory that
-   * grows with the image (about 2/3 of the untiled run's). `independent: true`: memory bounded by
-   * the tile, each tile reading `overlap` pixels around its core (by default as far as its layers
+   * tile. Tiles are exact by default: the untiled output up to float rounding, with the large
+   * feature maps in temporary files (TMPDIR), so memory stays at the tile's. `independent: true`:
+   * no files, each tile reading `overlap` pixels around its core (by default as far as its layers
    * see: no seams), but above 512 x 512 pixels the GroupNorm statistics are estimated from sample
    * tiles (README "Tiled VAE", bench/RESULTS.md). The pipeline restores at the model's process
    * size (512 x 512 for the official weights), which the defaults never tile.

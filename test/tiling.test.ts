@@ -240,6 +240,24 @@ describe('tiled VAE on the tiny parity-a model', { skip: noFixtures }, () => {
     }
   });
 
+  test('exact tiles with their feature maps in temporary files: the same output bit for bit, and the files are gone after', async () => {
+    const img = smoothImage(1, 96, 80);
+    const inMemory = await tiled.encode(img, 32);
+    const decoded = await tiled.decode(inMemory.mean, 32);
+    const leftovers = () => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('osdface-vae-')).length;
+    const before = leftovers();
+    tiled.spillBytes = 0;
+    try {
+      const spilled = await tiled.encode(img, 32);
+      assert.deepEqual(spilled.mean.data, inMemory.mean.data);
+      assert.deepEqual(spilled.logvar.data, inMemory.logvar.data);
+      assert.deepEqual((await tiled.decode(inMemory.mean, 32)).data, decoded.data);
+    } finally {
+      tiled.spillBytes = 64 * 1024 * 1024;
+    }
+    assert.equal(leftovers(), before);
+  });
+
   test('bad inputs are refused', async () => {
     await assert.rejects(tiled.encode(smoothImage(1, 30, 32), 16), /multiples of 4/);
     await assert.rejects(tiled.decode(pattern([4, 8, 8]), 16), /\(B, C, H, W\)/);

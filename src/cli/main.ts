@@ -83,12 +83,13 @@ options:
                          of 4.9 at 512x512, ~1 s more per call; see bench/RESULTS.md)
   --no-low-memory        keep the UNet loaded between calls (default for int8 models)
   --vae-tile <px>        run the VAE in tiles of this many pixels on any image larger than a
-                         tile (exact: the same output up to float rounding; slower, and it
-                         saves memory only on images well above 1024x1024)
+                         tile (exact: the same output up to float rounding; feature maps
+                         above 64 MB go to temporary files in TMPDIR, so memory stays at the
+                         tile's: 1.45 GB at 1024x1024)
                          (default: 512-pixel tiles above 1024x1024; 512x512 runs untiled)
-  --vae-independent      independent tiles instead of exact ones: memory bounded by the tile,
-                         but above 512x512 GroupNorm statistics are estimated from sample
-                         tiles (on random weights that changed the output completely)
+  --vae-independent      independent tiles instead of exact ones: no files, but above 512x512
+                         GroupNorm statistics are estimated from sample tiles (on random
+                         weights that changed the output completely)
   --vae-overlap <px>     with --vae-independent: pixels each tile reads beyond its core on
                          every side (default: as far as the tiled layers see, 56 / 72 px for
                          the SD decoder / encoder, no seams; smaller is faster, with seams)

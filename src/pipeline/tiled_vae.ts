@@ -14,11 +14,11 @@
  * queries of a few latent rows at a time against all of them: the same attention, with the
  * score matrix bounded.
  *
- * Memory: ONNX Runtime's activations are those of one tile, but the host holds a few whole
- * feature maps (a resnet block's input, inner activation and output: at most a 256-channel and
- * two 128-channel maps at full resolution, 2 GB at 1024 x 1024, in the SD VAE's decoder). That is
- * about what ONNX Runtime needs untiled (with arenas off), so exact tiling lowers peak memory only
- * for large images; bench/RESULTS.md has the figures.
+ * Memory: ONNX Runtime's activations are those of one tile, and the few whole feature maps kept
+ * between pieces (a resnet block's input, inner activation and output: at most a 256-channel and
+ * two 128-channel maps at full resolution, 2 GB at 1024 x 1024, in the SD VAE's decoder) go to
+ * temporary files above `spillBytes`, read and written a tile's channel rows at a time; the
+ * output is assembled in memory. bench/RESULTS.md has the figures.
  *
  * Independent tiles (`encodeIndependent`, `decodeIndependent`, the default): memory bounded by
  * the tile. The latent-resolution layers (the encoder's last down block and mid block, the
@@ -44,7 +44,7 @@ import type { GroupNorm } from '../nn/layers.js';
 import { groupNormWithStats } from '../nn/functional/group_norm.js';
 import { attention } from '../nn/functional/attention.js';
 import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
-import { crop, dims4, GroupSums, pasteCore, splitEven } from './tiling.js';
+import { crop, dims4, type FeatureMap, FileMap, GroupSums, MemoryMap, pasteCore, splitEven } from './tiling.js';
 
 /** How a piece maps input pixels to output pixels: same size, 2x nearest upsampling, stride-2 downsampling. */
 type Resampling = 'same' | 'up' | 'down';
@@ -95,7 +95,7 @@ interface Network {
 
 /** A whole feature map and the group sums of its values, for the GroupNorm that reads it next. */
 interface Activation {
-  t: FloatTensor;
+  t: FeatureMap;
   sums: GroupSums | null;
 }
 
@@ -189,6 +189,11 @@ export class TiledVae {
   statsPixels = 512 * 512;
   sampleGrid = 3;
   sampleCore = 128;
+  /**
+   * Exact tiles keep whole feature maps between pieces: those above this many bytes go to a
+   * temporary file (FileMap), so the process holds only tiles. (Infinity keeps them in memory.)
+   */
+  spillBytes = 64 * 1024 * 1024;
 
   /**
    * `weights` are read while the pieces are built (on the first encode / decode); `onDispose`
@@ -209,7 +214,7 @@ export class TiledVae {
     const [, , H, W] = dims4(image, 'image');
     if (H % f !== 0 || W % f !== 0) throw new Error(`tiled VAE encode needs a height and width that are multiples of ${f}, got ${H} x ${W}`);
     this.encoderSteps ??= this.buildEncoder();
-    const [mean, logvar] = (await this.run((await this.encoderSteps).steps, image, tileSize)).outs;
+    const [mean, logvar] = (await this.run((await this.encoderSteps).steps, image, tileSize, undefined, true)).outs;
     return { mean: mean!, logvar: logvar! };
   }
 
@@ -217,7 +222,7 @@ export class TiledVae {
   async decode(latent: FloatTensor, tileSize: number): Promise<FloatTensor> {
     dims4(latent, 'latent');
     this.decoderSteps ??= this.buildDecoder();
-    const [image] = (await this.run((await this.decoderSteps).steps, latent, tileSize)).outs;
+    const [image] = (await this.run((await this.decoderSteps).steps, latent, tileSize, undefined, true)).outs;
     return image!;
   }
 
@@ -242,11 +247,11 @@ export class TiledVae {
     let sums: GroupSums | undefined;
     for (const t of haloGrid(H / f, W / f, tileSize / f, halo)) {
       const { act } = await this.run(tiledPart, crop(image, t.ry0 * f, t.ry1 * f, t.rx0 * f, t.rx1 * f), tileSize, { replay: norms });
-      features ??= floatTensor([B, act.t.shape[1]!, H / f, W / f]);
-      sums ??= new GroupSums(B, act.t.shape[1]!, this.groups);
-      pasteCore(features, act.t, { sy: t.y0 - t.ry0, sx: t.x0 - t.rx0, dy: t.y0, dx: t.x0, h: t.y1 - t.y0, w: t.x1 - t.x0 }, sums);
+      features ??= floatTensor([B, act.t.shape[1], H / f, W / f]);
+      sums ??= new GroupSums(B, act.t.shape[1], this.groups);
+      pasteCore(features, act.t.tensor(), { sy: t.y0 - t.ry0, sx: t.x0 - t.rx0, dy: t.y0, dx: t.x0, h: t.y1 - t.y0, w: t.x1 - t.x0 }, sums);
     }
-    const [mean, logvar] = (await this.run(latentPart, { t: features!, sums: sums! }, tileSize)).outs;
+    const [mean, logvar] = (await this.run(latentPart, { t: new MemoryMap(features!), sums: sums! }, tileSize)).outs;
     return { mean: mean!, logvar: logvar! };
   }
 
@@ -268,7 +273,7 @@ export class TiledVae {
     const norms = await this.partNorms(tiledPart, act, { h, w, unit: 1, imagePixels: h * w * f * f, cellPixels: f }, Math.ceil(receptiveRadius(tiledPart)), tileSize);
     const image = floatTensor([B, 3, h * f, w * f]);
     for (const t of haloGrid(h, w, tileSize / f, halo)) {
-      const [tile] = (await this.run(tiledPart, crop(act.t, t.ry0, t.ry1, t.rx0, t.rx1), tileSize, { replay: norms })).outs;
+      const [tile] = (await this.run(tiledPart, act.t.crop(t.ry0, t.ry1, t.rx0, t.rx1), tileSize, { replay: norms })).outs;
       pasteCore(image, tile!, { sy: (t.y0 - t.ry0) * f, sx: (t.x0 - t.rx0) * f, dy: t.y0 * f, dx: t.x0 * f, h: (t.y1 - t.y0) * f, w: (t.x1 - t.x0) * f });
     }
     return image;
@@ -284,9 +289,9 @@ export class TiledVae {
    */
   private async partNorms(part: Step[], input: FloatTensor | Activation, grid: { h: number; w: number; unit: number; imagePixels: number; cellPixels: number }, halo: number, tileSize: number): Promise<NormLog> {
     const norms: NormLog = [];
-    const t = 't' in input ? input.t : input;
+    const map = 't' in input ? input.t : new MemoryMap(input);
     if (grid.imagePixels <= this.statsPixels) {
-      await this.run(part, 't' in input ? input : { t, sums: null }, tileSize, { record: norms });
+      await this.run(part, 't' in input ? input : { t: map, sums: null }, tileSize, { record: norms });
       return norms;
     }
     const core = Math.max(1, Math.round(this.sampleCore / grid.cellPixels));
@@ -299,14 +304,14 @@ export class TiledVae {
       const r0 = Math.max(0, Math.min(n - read, c0 - halo));
       return { c0, c1: Math.min(n, c0 + core), r0 };
     };
-    const [B, C] = dims4(t, 'input');
+    const [B, C] = map.shape;
     const u = grid.unit;
     const stacked = floatTensor([per * per * B, C, rh * u, rw * u]);
     const windows: SampledRun['windows'] = [];
     for (let i = 0; i < per; i++) {
       for (let j = 0; j < per; j++) {
         const y = place(i, grid.h, rh), x = place(j, grid.w, rw);
-        const region = crop(t, y.r0 * u, (y.r0 + rh) * u, x.r0 * u, (x.r0 + rw) * u);
+        const region = map.crop(y.r0 * u, (y.r0 + rh) * u, x.r0 * u, (x.r0 + rw) * u);
         stacked.data.set(region.data, (i * per + j) * region.data.length);
         for (let b = 0; b < B; b++) windows.push({ y0: (y.c0 - y.r0) * u, y1: (y.c1 - y.r0) * u, x0: (x.c0 - x.r0) * u, x1: (x.c1 - x.r0) * u });
       }
@@ -334,9 +339,20 @@ export class TiledVae {
    * out), so low-resolution layers, which have more channels, get fewer pixels per tile, and the
    * latent-resolution ones mostly run in one piece (their whole map is small).
    */
-  private async run(steps: Step[], input: FloatTensor | Activation, tileSize: number, norms?: { record: NormLog; sampled?: SampledRun } | { replay: NormLog }): Promise<{ outs: FloatTensor[]; act: Activation }> {
+  private async run(steps: Step[], input: FloatTensor | Activation, tileSize: number, norms?: { record: NormLog; sampled?: SampledRun } | { replay: NormLog }, spill = false): Promise<{ outs: FloatTensor[]; act: Activation }> {
     if (!Number.isInteger(tileSize) || tileSize < 1) throw new RangeError(`tile size must be a positive integer, got ${tileSize}`);
-    let act: Activation = 't' in input ? input : { t: input, sums: null };
+    let act: Activation = 't' in input ? input : { t: new MemoryMap(input), sums: null };
+    const first = act.t;
+    // Maps this run made are freed as soon as nothing reads them (files deleted), and on errors.
+    const made = new Set<FeatureMap>();
+    const free = (...maps: FeatureMap[]) => {
+      for (const m of maps) if (m !== first && made.delete(m)) m.dispose();
+    };
+    const tiled = async (piece: Piece, spatial: Record<string, FeatureMap>, whole: Record<string, Tensor>) => {
+      const out = await this.tiled(piece, spatial, whole, budget, spill);
+      made.add(out.t);
+      return out;
+    };
     const budget = tileSize * tileSize * 2 * this.vae.encoder.conv_in.outChannels;
     let normIndex = 0;
     let scale = 1; // pixels of the current resolution per input pixel
@@ -344,7 +360,8 @@ export class TiledVae {
       if (norms && 'record' in norms && norms.sampled) {
         const { windows, batch } = norms.sampled;
         const sums = new GroupSums(batch, a.t.shape[1]!, this.groups);
-        windows.forEach((w, item) => sums.addWindow(a.t, item, w.y0 * scale, w.y1 * scale, w.x0 * scale, w.x1 * scale));
+        const t = a.t.tensor();
+        windows.forEach((w, item) => sums.addWindow(t, item, w.y0 * scale, w.y1 * scale, w.x0 * scale, w.x1 * scale));
         const { mean, rstd } = sums.stats(eps);
         norms.record.push({ norm_mean: mean, norm_rstd: rstd });
         const times = windows.length / batch;
@@ -361,33 +378,51 @@ export class TiledVae {
       norms?.record.push(s);
       return s;
     };
-    for (const step of steps) {
-      switch (step.kind) {
-        case 'conv':
-          act = await this.tiled(step.piece, { x: act.t }, {}, budget);
-          break;
-        case 'resnet': {
-          const inner = await this.tiled(step.first, { x: act.t }, stats(act, step.eps1), budget);
-          act = await this.tiled(step.second, { x: act.t, h: inner.t }, stats(inner, step.eps2), budget);
-          break;
+    try {
+      for (const step of steps) {
+        const prev = act;
+        switch (step.kind) {
+          case 'conv':
+            act = await tiled(step.piece, { x: act.t }, {});
+            break;
+          case 'resnet': {
+            const inner = await tiled(step.first, { x: act.t }, stats(act, step.eps1));
+            act = await tiled(step.second, { x: act.t, h: inner.t }, stats(inner, step.eps2));
+            free(inner.t);
+            break;
+          }
+          case 'attention':
+            act = await this.attend(step, act.t, stats(act, step.eps), budget, spill);
+            made.add(act.t);
+            break;
+          case 'resample':
+            act = await tiled(step.piece, { x: act.t }, {});
+            scale *= step.piece.resampling === 'up' ? 2 : 0.5;
+            break;
+          case 'out': {
+            const maps = (await this.tiledAll(step.piece, { x: act.t }, stats(act, step.eps), budget, false, spill)).outs;
+            const outs = maps.map((m) => m.tensor());
+            for (const m of maps) m.dispose();
+            return { outs, act };
+          }
         }
-        case 'attention':
-          act = await this.attend(step, act.t, stats(act, step.eps), budget);
-          break;
-        case 'resample':
-          act = await this.tiled(step.piece, { x: act.t }, {}, budget);
-          scale *= step.piece.resampling === 'up' ? 2 : 0.5;
-          break;
-        case 'out':
-          return { outs: (await this.tiledAll(step.piece, { x: act.t }, stats(act, step.eps), budget, false)).outs, act };
+        free(prev.t);
       }
+      return { outs: [act.t.tensor()], act };
+    } finally {
+      // Whatever this run returns is in memory: maps still open here are files no one will read.
+      for (const m of made) if (m instanceof FileMap) m.dispose();
     }
-    return { outs: [act.t], act };
   }
 
-  private async tiled(piece: Piece, spatial: Record<string, FloatTensor>, whole: Record<string, Tensor>, budget: number): Promise<Activation> {
-    const { outs, sums } = await this.tiledAll(piece, spatial, whole, budget, true);
+  private async tiled(piece: Piece, spatial: Record<string, FeatureMap>, whole: Record<string, Tensor>, budget: number, spill: boolean): Promise<Activation> {
+    const { outs, sums } = await this.tiledAll(piece, spatial, whole, budget, true, spill);
     return { t: outs[0]!, sums };
+  }
+
+  /** A whole map for a piece's output: in a temporary file when `spill` and larger than spillBytes. */
+  private newMap(shape: [number, number, number, number], spill: boolean): FeatureMap {
+    return spill && shape.reduce((a, b) => a * b, 4) > this.spillBytes ? new FileMap(shape) : new MemoryMap(floatTensor(shape));
   }
 
   /**
@@ -395,9 +430,9 @@ export class TiledVae {
    * the tiles' cores into whole output maps; with `withSums`, also the group sums of the first output.
    */
   private async tiledAll(
-    piece: Piece, spatial: Record<string, FloatTensor>, whole: Record<string, Tensor>, budget: number, withSums: boolean,
-  ): Promise<{ outs: FloatTensor[]; sums: GroupSums | null }> {
-    const [B, , H, W] = dims4(spatial[piece.spatial[0]!]!, 'piece input');
+    piece: Piece, spatial: Record<string, FeatureMap>, whole: Record<string, Tensor>, budget: number, withSums: boolean, spill: boolean,
+  ): Promise<{ outs: FeatureMap[]; sums: GroupSums | null }> {
+    const [B, , H, W] = spatial[piece.spatial[0]!]!.shape;
     const r = piece.resampling;
     if (r === 'down' && (H % 2 !== 0 || W % 2 !== 0)) throw new Error(`a stride-2 piece needs an even height and width, got ${H} x ${W}`);
     const outH = r === 'up' ? 2 * H : r === 'down' ? H / 2 : H;
@@ -416,7 +451,7 @@ export class TiledVae {
         ? { c0, c1, src: 2 * (a0 - c0), dst: 2 * a0, len: 2 * (a1 - a0) }
         : { c0, c1, src: a0 - c0, dst: a0, len: a1 - a0 };
     };
-    const outs: FloatTensor[] = [];
+    const outs: FeatureMap[] = [];
     let sums: GroupSums | null = null;
     // Crop buffers are reused from tile to tile: each run has finished with its inputs before the next crop.
     const buffers = new Map<string, Float32Array>();
@@ -426,16 +461,17 @@ export class TiledVae {
         const ax = axis(xs[j]!, xs[j + 1]!, W);
         const feeds: Record<string, Tensor> = { ...whole };
         for (const name of piece.spatial) {
-          const t = crop(spatial[name]!, ay.c0, ay.c1, ax.c0, ax.c1, buffers.get(name));
-          if (t !== spatial[name]) buffers.set(name, t.data);
+          const map = spatial[name]!;
+          const t = map.crop(ay.c0, ay.c1, ax.c0, ax.c1, buffers.get(name));
+          if (!(map instanceof MemoryMap && t === map.t)) buffers.set(name, t.data);
           feeds[name] = t;
         }
         const result = await piece.session.run(feeds);
         piece.outputs.forEach((name, k) => {
           const t = result[name] as FloatTensor;
-          outs[k] ??= floatTensor([B, t.shape[1]!, outH, outW]);
+          outs[k] ??= this.newMap([B, t.shape[1]!, outH, outW], spill);
           if (k === 0 && withSums) sums ??= new GroupSums(B, t.shape[1]!, this.groups);
-          pasteCore(outs[k]!, t, { sy: ay.src, sx: ax.src, dy: ay.dst, dx: ax.dst, h: ay.len, w: ax.len }, k === 0 ? sums ?? undefined : undefined);
+          outs[k]!.paste(t, { sy: ay.src, sx: ax.src, dy: ay.dst, dx: ax.dst, h: ay.len, w: ax.len }, k === 0 ? sums ?? undefined : undefined);
         });
       }
     }
@@ -443,8 +479,8 @@ export class TiledVae {
   }
 
   /** The mid-block attention: keys and values of every position, then the queries a few rows at a time. */
-  private async attend(step: Extract<Step, { kind: 'attention' }>, x: FloatTensor, stats: Record<string, FloatTensor>, budget: number): Promise<Activation> {
-    const [B, C, H, W] = dims4(x, 'attention input');
+  private async attend(step: Extract<Step, { kind: 'attention' }>, x: FeatureMap, stats: Record<string, FloatTensor>, budget: number, spill: boolean): Promise<Activation> {
+    const [B, C, H, W] = x.shape;
     const N = H * W;
     const keys = floatTensor([B, N, C]);
     const values = floatTensor([B, N, C]);
@@ -454,7 +490,7 @@ export class TiledVae {
     let offset = 0;
     for (let i = 0; i + 1 < ys.length; i++) {
       for (let j = 0; j + 1 < xs.length; j++) {
-        const r = await step.keys.session.run({ x: crop(x, ys[i]!, ys[i + 1]!, xs[j]!, xs[j + 1]!), ...stats });
+        const r = await step.keys.session.run({ x: x.crop(ys[i]!, ys[i + 1]!, xs[j]!, xs[j + 1]!), ...stats });
         const k = r.k as FloatTensor, v = r.v as FloatTensor;
         const t = k.shape[1]!;
         for (let b = 0; b < B; b++) {
@@ -467,12 +503,12 @@ export class TiledVae {
     const rows = Math.max(1, Math.min(H,
       Math.floor(this.maxAttentionScores / (B * step.heads * N * W)),
       Math.floor(budget / (W * step.queries.valuesPerPixel))));
-    const out = floatTensor([B, C, H, W]);
+    const out = this.newMap([B, C, H, W], spill);
     const sums = new GroupSums(B, C, this.groups);
     for (let y0 = 0; y0 < H; y0 += rows) {
       const y1 = Math.min(H, y0 + rows);
-      const r = await step.queries.session.run({ x: crop(x, y0, y1, 0, W), ...stats, k: keys, v: values });
-      pasteCore(out, r.out as FloatTensor, { sy: 0, sx: 0, dy: y0, dx: 0, h: y1 - y0, w: W }, sums);
+      const r = await step.queries.session.run({ x: x.crop(y0, y1, 0, W), ...stats, k: keys, v: values });
+      out.paste(r.out as FloatTensor, { sy: 0, sx: 0, dy: y0, dx: 0, h: y1 - y0, w: W }, sums);
     }
     return { t: out, sums };
   }
