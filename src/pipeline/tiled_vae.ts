@@ -44,7 +44,8 @@ import type { GroupNorm } from '../nn/layers.js';
 import { groupNormWithStats } from '../nn/functional/group_norm.js';
 import { attention } from '../nn/functional/attention.js';
 import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
-import { crop, dims4, type FeatureMap, FileMap, GroupSums, MemoryMap, pasteCore, splitEven } from './tiling.js';
+import { crop, dims4, GroupSums, pasteCore, splitEven } from './tiling.js';
+import { type FeatureMap, FileMap, MemoryMap } from './feature_map.js';
 
 /** How a piece maps input pixels to output pixels: same size, 2x nearest upsampling, stride-2 downsampling. */
 type Resampling = 'same' | 'up' | 'down';

@@ -6,7 +6,7 @@
  * - exact (default): every GroupNorm uses statistics summed over the whole feature map and each
  *   convolution reads a 1-pixel halo, so the output is the untiled one up to float summation
  *   order. Whole feature maps are kept between pieces, those above 64 MB in temporary files
- *   (FileMap, in os.tmpdir(): set TMPDIR to a disk-backed folder where /tmp is in RAM), so the
+ *   (feature_map.ts, in os.tmpdir(): set TMPDIR to a disk-backed folder where /tmp is in RAM), so the
  *   process holds tiles and the small maps: 1.45 GB for an encode + decode at 1024 x 1024.
  * - independent tiles (`independent: true`): the layers above the latent resolution run tile by
  *   tile, each tile on its own, reading `overlap` pixels beyond its core on every side (by default
@@ -16,9 +16,6 @@
  *   above 512 x 512 pixels the statistics are estimated from sample tiles, and on random-weight
  *   networks that estimate changes the output completely (bench/RESULTS.md).
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { type FloatTensor, floatTensor, shapeStr } from '../tensor.js';
 
 export interface VaeTileOptions {
@@ -224,95 +221,5 @@ export function pasteCore(dst: FloatTensor, tile: FloatTensor, win: CoreWindow, 
       }
       sums?.add(b, c, s, s2, win.h * win.w);
     }
-  }
-}
-
-// --- whole feature maps, in memory or in a temporary file ---
-
-/** A (B, C, H, W) float32 map the tiled VAE crops tiles from and pastes tile cores into. */
-export interface FeatureMap {
-  readonly shape: [number, number, number, number];
-  /** map[:, :, y0:y1, x0:x1] as a tensor (written into `reuse` when that has the right length). */
-  crop(y0: number, y1: number, x0: number, x1: number, reuse?: Float32Array): FloatTensor;
-  /** map[:, :, dy:dy+h, dx:dx+w] = tile[:, :, sy:sy+h, sx:sx+w], adding the core to `sums` on the way. */
-  paste(tile: FloatTensor, win: CoreWindow, sums?: GroupSums): void;
-  /** The whole map as a tensor. */
-  tensor(): FloatTensor;
-  /** Frees the map (deletes its file). */
-  dispose(): void;
-}
-
-export class MemoryMap implements FeatureMap {
-  readonly shape: [number, number, number, number];
-  constructor(readonly t: FloatTensor) {
-    this.shape = dims4(t, 'feature map');
-  }
-  crop(y0: number, y1: number, x0: number, x1: number, reuse?: Float32Array): FloatTensor {
-    return crop(this.t, y0, y1, x0, x1, reuse);
-  }
-  paste(tile: FloatTensor, win: CoreWindow, sums?: GroupSums): void {
-    pasteCore(this.t, tile, win, sums);
-  }
-  tensor(): FloatTensor {
-    return this.t;
-  }
-  dispose(): void {}
-}
-
-/**
- * A feature map in a temporary file (NCHW float32, one read or write per channel row of a
- * tile): the operating system caches it while memory is free, and the process holds only tiles.
- */
-export class FileMap implements FeatureMap {
-  private readonly file: string;
-  private fd: number;
-
-  constructor(readonly shape: [number, number, number, number], dir = os.tmpdir()) {
-    const [B, C, H, W] = shape;
-    this.file = path.join(fs.mkdtempSync(path.join(dir, 'osdface-vae-')), 'map.f32');
-    this.fd = fs.openSync(this.file, 'w+');
-    fs.ftruncateSync(this.fd, B * C * H * W * 4);
-  }
-
-  private bytes(t: FloatTensor): Uint8Array {
-    return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  }
-
-  crop(y0: number, y1: number, x0: number, x1: number, reuse?: Float32Array): FloatTensor {
-    const [B, C, H, W] = this.shape;
-    const h = y1 - y0, w = x1 - x0;
-    const out = floatTensor([B, C, h, w], reuse?.length === B * C * h * w ? reuse : undefined);
-    const to = this.bytes(out);
-    for (let bc = 0; bc < B * C; bc++) {
-      for (let y = 0; y < h; y++) fs.readSync(this.fd, to, (bc * h + y) * w * 4, w * 4, ((bc * H + y0 + y) * W + x0) * 4);
-    }
-    return out;
-  }
-
-  paste(tile: FloatTensor, win: CoreWindow, sums?: GroupSums): void {
-    const [B, C, H, W] = this.shape;
-    const [tb, tc, th, tw] = dims4(tile, 'tile');
-    if (tb !== B || tc !== C || win.sy + win.h > th || win.sx + win.w > tw || win.dy + win.h > H || win.dx + win.w > W) {
-      throw new Error(`tile ${shapeStr(tile.shape)} core ${JSON.stringify(win)} does not fit ${shapeStr(this.shape)}`);
-    }
-    const from = this.bytes(tile);
-    for (let bc = 0; bc < B * C; bc++) {
-      for (let y = 0; y < win.h; y++) {
-        fs.writeSync(this.fd, from, ((bc * th + win.sy + y) * tw + win.sx) * 4, win.w * 4, ((bc * H + win.dy + y) * W + win.dx) * 4);
-      }
-    }
-    if (sums) sums.addCore(tile, win);
-  }
-
-  tensor(): FloatTensor {
-    const [, , H, W] = this.shape;
-    return this.crop(0, H, 0, W);
-  }
-
-  dispose(): void {
-    if (this.fd < 0) return;
-    fs.closeSync(this.fd);
-    this.fd = -1;
-    fs.rmSync(path.dirname(this.file), { recursive: true, force: true });
   }
 }
