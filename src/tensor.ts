@@ -29,6 +29,13 @@ export function floatTensor(shape: number[], data?: Float32Array): FloatTensor {
   return { dtype: 'float32', shape: [...shape], data: data ?? new Float32Array(n) };
 }
 
+/** A rows x cols row-major matrix transposed (cols x rows). */
+export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
+  return out;
+}
+
 export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Graph, Node, Value } from './ir.js';
 import { encodeModel, ONNX_OPSET, type OnnxNode, type OnnxTensor } from './onnx.js';
-import { type Tensor, numel, shapeStr } from '../tensor.js';
+import { type Tensor, numel, shapeStr, transpose2d } from '../tensor.js';
 
 export interface WeightSource {
   /** The float32 data of parameter `key`, which must have exactly `shape`. */
@@ -60,12 +60,6 @@ function foldedTransposes(graph: Graph, keep?: ReadonlySet<string>): Map<Value, 
     if (uses.length === 1 && t && t.op === 'Transpose' && p.rank === 2 && perm?.kind === 'ints' && perm.value[0] === 1) folded.set(p, t);
   }
   return folded;
-}
-
-function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c]!;
-  return out;
 }
 
 function readInt8(weights: WeightSource, key: string, shape: number[]): Int8Array {

@@ -20,7 +20,7 @@
  */
 import type { Graph, Node, Value } from './ir.js';
 import type { WeightSource } from './emit.js';
-import { type Tensor, numel, shapeStr } from '../tensor.js';
+import { type Tensor, numel, shapeStr, transpose2d } from '../tensor.js';
 
 export interface QuantizeOptions {
   /** Convs with fewer input or output channels stay fp32. Default 16. */
@@ -204,9 +204,7 @@ function evaluate(ctx: FoldContext, v: Value): HostArray {
     const perm = n.attrs['perm'];
     if (src.shape.length !== 2 || perm?.kind !== 'ints' || perm.value[0] !== 1) throw new Error('quantize: only 2-D transposes are folded');
     const [rows, cols] = src.shape as [number, number];
-    const out = new Float32Array(src.data.length);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = src.data[r * cols + c]!;
-    return { shape: [cols, rows], data: out };
+    return { shape: [cols, rows], data: transpose2d(src.data, rows, cols) };
   }
   if (n.op === 'Concat') {
     const axisAttr = n.attrs['axis'];
