@@ -5,8 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type FloatTensor, floatTensor, shapeStr } from '../tensor.js';
-import { type CoreWindow, crop, dims4, type GroupSums, pasteCore } from './tiling.js';
+import { type FloatTensor, floatTensor } from '../tensor.js';
+import { checkCoreFits, type CoreWindow, crop, dims4, type GroupSums, pasteCore } from './tiling.js';
 
 /** A (B, C, H, W) float32 map the tiled VAE crops tiles from and pastes tile cores into. */
 export interface FeatureMap {
@@ -70,17 +70,14 @@ export class FileMap implements FeatureMap {
 
   paste(tile: FloatTensor, win: CoreWindow, sums?: GroupSums): void {
     const [B, C, H, W] = this.shape;
-    const [tb, tc, th, tw] = dims4(tile, 'tile');
-    if (tb !== B || tc !== C || win.sy + win.h > th || win.sx + win.w > tw || win.dy + win.h > H || win.dx + win.w > W) {
-      throw new Error(`tile ${shapeStr(tile.shape)} core ${JSON.stringify(win)} does not fit ${shapeStr(this.shape)}`);
-    }
+    const [th, tw] = checkCoreFits(this.shape, tile, win);
     const from = this.bytes(tile);
     for (let bc = 0; bc < B * C; bc++) {
       for (let y = 0; y < win.h; y++) {
         fs.writeSync(this.fd, from, ((bc * th + win.sy + y) * tw + win.sx) * 4, win.w * 4, ((bc * H + win.dy + y) * W + win.dx) * 4);
       }
     }
-    if (sums) sums.addCore(tile, win);
+    sums?.addCore(tile, win);
   }
 
   tensor(): FloatTensor {

@@ -199,27 +199,22 @@ export interface CoreWindow {
 /** dst[:, :, dy:dy+h, dx:dx+w] = tile[:, :, sy:sy+h, sx:sx+w], adding the core to `sums` on the way. */
 export function pasteCore(dst: FloatTensor, tile: FloatTensor, win: CoreWindow, sums?: GroupSums): void {
   const [B, C, H, W] = dims4(dst, 'destination');
-  const [tb, tc, th, tw] = dims4(tile, 'tile');
-  if (tb !== B || tc !== C || win.sy + win.h > th || win.sx + win.w > tw || win.dy + win.h > H || win.dx + win.w > W) {
-    throw new Error(`tile ${shapeStr(tile.shape)} core ${JSON.stringify(win)} does not fit ${shapeStr(dst.shape)}`);
-  }
-  const from = tile.data, to = dst.data;
-  for (let b = 0; b < B; b++) {
-    for (let c = 0; c < C; c++) {
-      const bc = b * C + c;
-      let s = 0, s2 = 0;
-      for (let y = 0; y < win.h; y++) {
-        const src = (bc * th + win.sy + y) * tw + win.sx, d = (bc * H + win.dy + y) * W + win.dx;
-        to.set(from.subarray(src, src + win.w), d);
-        if (sums) {
-          for (let i = src; i < src + win.w; i++) {
-            const v = from[i]!;
-            s += v;
-            s2 += v * v;
-          }
-        }
-      }
-      sums?.add(b, c, s, s2, win.h * win.w);
+  const [th, tw] = checkCoreFits(dst.shape, tile, win);
+  for (let bc = 0; bc < B * C; bc++) {
+    for (let y = 0; y < win.h; y++) {
+      const src = (bc * th + win.sy + y) * tw + win.sx;
+      dst.data.set(tile.data.subarray(src, src + win.w), (bc * H + win.dy + y) * W + win.dx);
     }
   }
+  sums?.addCore(tile, win);
+}
+
+/** Throws unless `win` of `tile` fits a (B, C, H, W) map of `shape`; returns the tile's height and width. */
+export function checkCoreFits(shape: readonly number[], tile: FloatTensor, win: CoreWindow): [number, number] {
+  const [B, C, H, W] = shape as [number, number, number, number];
+  const [tb, tc, th, tw] = dims4(tile, 'tile');
+  if (tb !== B || tc !== C || win.sy + win.h > th || win.sx + win.w > tw || win.dy + win.h > H || win.dx + win.w > W) {
+    throw new Error(`tile ${shapeStr(tile.shape)} core ${JSON.stringify(win)} does not fit ${shapeStr(shape)}`);
+  }
+  return [th, tw];
 }
