@@ -2,7 +2,7 @@
  * The VAE encoder and decoder run as a host-driven sequence of small graphs ("pieces") over
  * tiles, in one of two ways (options in tiling.ts).
  *
- * Exact (`encode`, `decode`): the untiled result up to float summation order.
+ * Exact (`encode`, `decode`, the default): the untiled result up to float summation order.
  * The networks are cut at every GroupNorm, because a GroupNorm needs statistics of the whole
  * feature map. Each piece holds at most one 3x3 convolution and the pointwise work around it
  * (the GroupNorm applied with given statistics, SiLU, 1x1 shortcuts, the residual add), so it
@@ -20,8 +20,8 @@
  * temporary files above `spillBytes`, read and written a tile's channel rows at a time; the
  * output is assembled in memory. bench/RESULTS.md has the figures.
  *
- * Independent tiles (`encodeIndependent`, `decodeIndependent`, the default): memory bounded by
- * the tile. The latent-resolution layers (the encoder's last down block and mid block, the
+ * Independent tiles (`encodeIndependent`, `decodeIndependent`, opt-in): no files, memory bounded
+ * by the tile. The latent-resolution layers (the encoder's last down block and mid block, the
  * decoder's mid block and first up block, so also the attention) run whole with exact
  * statistics: their maps are 1/64 of the image's pixels. The full-resolution part runs on tiles,
  * each on its own: a tile reads its core plus a halo as wide as that part can see (the sum of its
@@ -29,9 +29,9 @@
  * encoder), so with the same GroupNorm statistics its core is exactly what the whole image gives,
  * and cores are pasted side by side: there is nothing to blend and no seam. The statistics are
  * the exact ones (recorded by an exact run) for inputs up to `statsPixels`; for larger inputs they
- * are measured on sample tiles spread over the image, run up to each GroupNorm in turn: exact up
- * to the sampling, which on random-weight networks is the whole difference from the untiled
- * output (bench/RESULTS.md).
+ * are measured on the cores of sample tiles spread over the image (run together, stacked along the
+ * batch): exact up to the sampling, which on random-weight networks changes the output completely
+ * (bench/RESULTS.md).
  */
 import { Graph, type Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
@@ -242,8 +242,9 @@ export class TiledVae {
     const { steps, latentFrom } = await this.encoderSteps;
     const [tiledPart, latentPart] = [steps.slice(0, latentFrom), steps.slice(latentFrom)];
     // Tiles on the latent grid, so every image tile starts on a multiple of f (the downsamplings stay aligned).
-    const halo = Math.ceil((overlap ?? receptiveRadius(tiledPart)) / f);
-    const norms = await this.partNorms(tiledPart, image, { h: H / f, w: W / f, unit: f, imagePixels: H * W, cellPixels: f }, Math.ceil(receptiveRadius(tiledPart) / f), tileSize);
+    const reach = receptiveRadius(tiledPart);
+    const halo = Math.ceil((overlap ?? reach) / f);
+    const norms = await this.partNorms(tiledPart, image, { h: H / f, w: W / f, unit: f, imagePixels: H * W, cellPixels: f }, Math.ceil(reach / f), tileSize);
     let features: FloatTensor | undefined;
     let sums: GroupSums | undefined;
     for (const t of haloGrid(H / f, W / f, tileSize / f, halo)) {
@@ -270,8 +271,9 @@ export class TiledVae {
     const { steps, latentTo } = await this.decoderSteps;
     const [latentPart, tiledPart] = [steps.slice(0, latentTo), steps.slice(latentTo)];
     const { act } = await this.run(latentPart, latent, tileSize);
-    const halo = Math.ceil(overlap === undefined ? receptiveRadius(tiledPart) : overlap / f);
-    const norms = await this.partNorms(tiledPart, act, { h, w, unit: 1, imagePixels: h * w * f * f, cellPixels: f }, Math.ceil(receptiveRadius(tiledPart)), tileSize);
+    const reach = receptiveRadius(tiledPart);
+    const halo = Math.ceil(overlap === undefined ? reach : overlap / f);
+    const norms = await this.partNorms(tiledPart, act, { h, w, unit: 1, imagePixels: h * w * f * f, cellPixels: f }, Math.ceil(reach), tileSize);
     const image = floatTensor([B, 3, h * f, w * f]);
     for (const t of haloGrid(h, w, tileSize / f, halo)) {
       const [tile] = (await this.run(tiledPart, act.t.crop(t.ry0, t.ry1, t.rx0, t.rx1), tileSize, { replay: norms })).outs;
@@ -290,11 +292,11 @@ export class TiledVae {
    */
   private async partNorms(part: Step[], input: FloatTensor | Activation, grid: { h: number; w: number; unit: number; imagePixels: number; cellPixels: number }, halo: number, tileSize: number): Promise<NormLog> {
     const norms: NormLog = [];
-    const map = 't' in input ? input.t : new MemoryMap(input);
     if (grid.imagePixels <= this.statsPixels) {
-      await this.run(part, 't' in input ? input : { t: map, sums: null }, tileSize, { record: norms });
+      await this.run(part, input, tileSize, { record: norms });
       return norms;
     }
+    const map = 't' in input ? input.t : new MemoryMap(input);
     const core = Math.max(1, Math.round(this.sampleCore / grid.cellPixels));
     const per = this.sampleGrid;
     // Every sample reads a region of the same size (stacked along the batch, they run as one):
