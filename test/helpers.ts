@@ -59,3 +59,7 @@ export function throwsWeightError(fn: () => unknown, file: string, ...fragments:
 export function throwsWeightErrorNamingFile(fn: () => unknown, file: string, ...fragments: string[]): WeightFileError {
   return expectWeightError(fn, file, fragments, false);
 }
+
+/** The pretrained TAEF2 autoencoder (MIT) and its reference outputs, beside the repository. */
+export const taef2Weights = path.join(shared, 'weights/taef2');
+export const taef2Fixture = path.join(shared, 'fixtures/taef2');

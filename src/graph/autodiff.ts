@@ -269,6 +269,10 @@ const RULES: Record<string, Rule> = {
     const positive = op.mul(op.add(s, op.abs(s)), 0.5);
     return [op.mul(g!, op.add(op.mul(positive, 1 - alpha), alpha))];
   },
+  Tanh: (n, [g]) => {
+    const y = n.outputs[0]!;
+    return [op.mul(g!, op.sub(op.scalar(y.graph, 1), op.mul(y, y)))];
+  },
   Sigmoid: (n, [g]) => {
     const y = n.outputs[0]!;
     return [op.mul(g!, op.mul(y, op.sub(op.scalar(y.graph, 1), y)))];

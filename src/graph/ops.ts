@@ -63,6 +63,7 @@ function unary(op: string, x: Value, attrs: Record<string, AttrValue> = {}): Val
 }
 
 export const sigmoid = (x: Value) => unary('Sigmoid', x);
+export const tanh = (x: Value) => unary('Tanh', x);
 export const exp = (x: Value) => unary('Exp', x);
 export const sqrt = (x: Value) => unary('Sqrt', x);
 export const sin = (x: Value) => unary('Sin', x);
