@@ -129,6 +129,8 @@ export interface DegradeOptions {
   key: string;
   /** Overrides the config's final interpolation; 'none' keeps the small image. */
   resizeBack?: Interpolation | 'none';
+  /** The blur's filter2D; the same result computed faster (e.g. OnnxFilter2D.apply for training). */
+  filter2D?: (img: FloatImage, kernel: Float64Array, ksize: number) => FloatImage | Promise<FloatImage>;
 }
 
 /**
@@ -209,7 +211,7 @@ export async function degrade(img: RgbImage, config: RecipeConfig, opts: Degrade
     sigmaY = rng.uniform(config.blurSigma[0], config.blurSigma[1]);
     rotation = rng.uniform(config.rotation[0], config.rotation[1]);
   }
-  let x: FloatImage = filter2D(toFloat(img), gaussianKernel(config.kernelSize, sigmaX, sigmaY, rotation), config.kernelSize);
+  let x: FloatImage = await (opts.filter2D ?? filter2D)(toFloat(img), gaussianKernel(config.kernelSize, sigmaX, sigmaY, rotation), config.kernelSize);
 
   // 2. downsample
   const scale = rng.uniform(config.downsample[0], config.downsample[1]);

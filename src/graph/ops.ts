@@ -139,11 +139,12 @@ export function conv(x: Value, w: Value, b: Value | null, opts: ConvOptions = {}
 }
 
 /** Constant zero padding; `pads` as ONNX (all begins, then all ends). */
-export function pad(x: Value, pads: number[]): Value {
+/** ONNX Pad; mode 'reflect' mirrors without repeating the edge (OpenCV's BORDER_REFLECT_101). */
+export function pad(x: Value, pads: number[], mode: 'constant' | 'reflect' = 'constant'): Value {
   const g = x.graph;
   if (pads.length !== 2 * x.rank) g.fail(`Pad: ${pads.length} pad values for rank ${x.rank}`);
   const shape = x.shape.map((d, i) => d + pads[i]! + pads[i + x.rank]!);
-  return one(g, 'Pad', [x, int64(g, pads, 'pads')], x.dtype, shape, { mode: str('constant') });
+  return one(g, 'Pad', [x, int64(g, pads, 'pads')], x.dtype, shape, { mode: str(mode) });
 }
 
 /** Reshape with ONNX semantics: 0 keeps the input dimension, -1 is inferred. */
