@@ -9,14 +9,25 @@ import { PRESET_NAMES, type PresetName } from '../degrade/recipe.js';
 
 export interface TrainConfig {
   /** Folder of HQ training images and of validation images (degraded with a fixed seed). */
-  data: { train: string; val: string; size: number; batch: number; valImages: number; degradation: PresetName;
+  /**
+   * `val` may be left out when `holdout` > 0: the last `holdout` training images (by name) are then the
+   * validation set and are never trained on. `crop` > 0 trains on random crop x crop windows of the
+   * size x size images (the VRE still sees the whole face), so the networks see faces at the scale
+   * they restore at while a step costs a fraction of a whole face.
+   */
+  data: { train: string; val: string | null; holdout: number; crop: number; size: number; batch: number; valImages: number; degradation: PresetName;
     augment: { flip: boolean; scale: number; shift: number; colorJitter: number } };
   /** Network widths: diffusers/OSDFace config objects for a small OSDFace-shaped model trained from scratch. */
   model: { unet: Record<string, unknown>; vae: Record<string, unknown>; vre: Record<string, unknown>; promptChannels: number; timestep: number };
-  /** Which weights train: all of unet/vae/embedding_change, or LoRA adapters on the UNet. */
-  trainable: { mode: 'full' | 'lora'; lora: { rank: number; alpha: number; targets: string[] } };
-  /** perceptual: OSDFace's edge-aware DISTS term, needing `perceptualWeights` (VGG16 + DISTS files). */
-  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; perceptualWeights: string[] };
+  /** Starting weights: `vae`, a TAESD-family folder (taef2_encoder.pth, taef2_decoder.pth); `from`, a run folder or checkpoint file of an earlier stage. */
+  init: { vae: string | null; from: string | null };
+  /** Which weights train: all of unet/vae/embedding_change, or LoRA adapters on the UNet; `frozen` key prefixes stay fixed. */
+  trainable: { mode: 'full' | 'lora'; lora: { rank: number; alpha: number; targets: string[] }; frozen: string[] };
+  /**
+   * perceptual: OSDFace's edge-aware DISTS term, needing `perceptualWeights` (VGG16 + DISTS files);
+   * latent: MSE between the predicted x0 and the scaled latent of the HQ image.
+   */
+  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[] };
   optim: AdamWConfig;
   steps: number;
   seed: number;
@@ -77,7 +88,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const known = (o: Json, where: string, keys: string[]) => {
     for (const k of Object.keys(o)) if (!keys.includes(k)) fail(where ? `${where}.${k}` : k, `is not a known setting (known: ${keys.join(', ')})`);
   };
-  known(root, '', ['data', 'model', 'trainable', 'loss', 'optim', 'steps', 'seed', 'threads', 'out', 'checkpointEvery', 'sampleEvery', 'evalEvery']);
+  known(root, '', ['data', 'model', 'init', 'trainable', 'loss', 'optim', 'steps', 'seed', 'threads', 'out', 'checkpointEvery', 'sampleEvery', 'evalEvery']);
   const base = path.dirname(path.resolve(file));
   const dir = (o: Json, key: string, p: string) => {
     const d = path.resolve(base, str(o, key, p));
@@ -86,22 +97,43 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   };
 
   const data = obj(root['data'], 'data');
-  known(data, 'data', ['train', 'val', 'size', 'batch', 'valImages', 'degradation', 'augment']);
+  known(data, 'data', ['train', 'val', 'holdout', 'crop', 'size', 'batch', 'valImages', 'degradation', 'augment']);
   const degradation = str(data, 'degradation', 'data.degradation', 'mild');
   if (!PRESET_NAMES.includes(degradation as PresetName)) fail('data.degradation', `must be one of ${PRESET_NAMES.join(', ')}`);
   const aug = obj(data['augment'], 'data.augment');
   known(aug, 'data.augment', ['flip', 'scale', 'shift', 'colorJitter']);
-  const model = obj(root['model'], 'model');
+  // `model` may name a JSON file (relative to the config) so that several stages share one architecture.
+  let modelRaw = root['model'];
+  if (typeof modelRaw === 'string') {
+    const f = path.resolve(base, modelRaw);
+    if (!fs.existsSync(f)) fail('model', `file ${f} does not exist`);
+    try {
+      modelRaw = JSON.parse(fs.readFileSync(f, 'utf8'));
+    } catch (e) {
+      fail('model', `file ${f} is not valid JSON: ${(e as Error).message}`);
+    }
+  }
+  const model = obj(modelRaw, 'model');
   known(model, 'model', ['unet', 'vae', 'vre', 'promptChannels', 'timestep']);
+  const init = obj(root['init'], 'init');
+  known(init, 'init', ['vae', 'from']);
+  const existing = (o: Json, key: string, p: string): string | null => {
+    if (o[key] === undefined) return null;
+    const f = path.resolve(base, str(o, key, p));
+    if (!fs.existsSync(f)) fail(p, `${f} does not exist`);
+    return f;
+  };
   const trainable = obj(root['trainable'], 'trainable');
-  known(trainable, 'trainable', ['mode', 'lora']);
+  known(trainable, 'trainable', ['mode', 'lora', 'frozen']);
+  const frozen = trainable['frozen'] ?? [];
+  if (!Array.isArray(frozen) || frozen.some((t) => typeof t !== 'string')) fail('trainable.frozen', 'must be a list of parameter key prefixes (e.g. "encoder.")');
   const mode = str(trainable, 'mode', 'trainable.mode', 'full');
   if (mode !== 'full' && mode !== 'lora') fail('trainable.mode', "must be 'full' or 'lora'");
   const lora = obj(trainable['lora'], 'trainable.lora');
   const targets = lora['targets'] ?? OSDFACE_LORA_TARGETS;
   if (!Array.isArray(targets) || targets.some((t) => typeof t !== 'string')) fail('trainable.lora.targets', 'must be a list of module name suffixes');
   const loss = obj(root['loss'], 'loss');
-  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'perceptualWeights']);
+  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights']);
   const pw = loss['perceptualWeights'] ?? [];
   if (!Array.isArray(pw) || pw.some((f) => typeof f !== 'string')) fail('loss.perceptualWeights', 'must be a list of weight file paths');
   const perceptualWeights = (pw as string[]).map((f) => path.resolve(base, f));
@@ -115,9 +147,13 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const steps = num(root, 'steps', 'steps', undefined, 1, 1e9, true);
 
   const size = num(data, 'size', 'data.size', 64, 16, 1024, true);
+  const holdout = num(data, 'holdout', 'data.holdout', 0, 0, 1e6, true);
+  const crop = num(data, 'crop', 'data.crop', 0, 0, size, true);
+  if (holdout === 0 && data['val'] === undefined) fail('data.val', 'is required (or set data.holdout to validate on the last training images)');
+  if (holdout > 0 && data['val'] !== undefined) fail('data.val', 'and data.holdout exclude each other: give one validation set');
   const cfg: TrainConfig = {
     data: {
-      train: dir(data, 'train', 'data.train'), val: dir(data, 'val', 'data.val'), size,
+      train: dir(data, 'train', 'data.train'), val: holdout > 0 ? null : dir(data, 'val', 'data.val'), holdout, crop, size,
       batch: num(data, 'batch', 'data.batch', 4, 1, 256, true), valImages: num(data, 'valImages', 'data.valImages', 8, 1, 1000, true),
       degradation: degradation as PresetName,
       augment: {
@@ -127,18 +163,21 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     },
     model: {
       unet: { ...SMALL_MODEL.unet, ...obj(model['unet'], 'model.unet') },
-      vae: { ...SMALL_MODEL.vae, ...obj(model['vae'], 'model.vae') },
+      // A tiny autoencoder (AutoencoderTiny) has its own defaults: the small KL VAE's keys do not apply.
+      vae: obj(model['vae'], 'model.vae')['_class_name'] === 'AutoencoderTiny' ? obj(model['vae'], 'model.vae') : { ...SMALL_MODEL.vae, ...obj(model['vae'], 'model.vae') },
       vre: { ...SMALL_MODEL.vre, resolution: size, ...obj(model['vre'], 'model.vre') },
       promptChannels: num(model, 'promptChannels', 'model.promptChannels', SMALL_MODEL.promptChannels, 1, 4096, true),
       timestep: num(model, 'timestep', 'model.timestep', SMALL_MODEL.timestep, 0, 999, true),
     },
+    init: { vae: existing(init, 'vae', 'init.vae'), from: existing(init, 'from', 'init.from') },
     trainable: {
       mode: mode as 'full' | 'lora',
       lora: { rank: num(lora, 'rank', 'trainable.lora.rank', 4, 1, 1024, true), alpha: num(lora, 'alpha', 'trainable.lora.alpha', 4, 0), targets: targets as string[] },
+      frozen: frozen as string[],
     },
     loss: {
       mse: num(loss, 'mse', 'loss.mse', 1, 0), l1: num(loss, 'l1', 'loss.l1', 0, 0), gan: num(loss, 'gan', 'loss.gan', 0, 0), identity: num(loss, 'identity', 'loss.identity', 0, 0),
-      perceptual: num(loss, 'perceptual', 'loss.perceptual', 0, 0), perceptualWeights,
+      perceptual: num(loss, 'perceptual', 'loss.perceptual', 0, 0), latent: num(loss, 'latent', 'loss.latent', 0, 0), perceptualWeights,
     },
     optim: {
       lr: num(optim, 'lr', 'optim.lr', 1e-3, 0, 10), betas: betas as [number, number], eps: num(optim, 'eps', 'optim.eps', 1e-8, 0),
@@ -154,7 +193,8 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     sampleEvery: num(root, 'sampleEvery', 'sampleEvery', 50, 1, 1e9, true),
     evalEvery: num(root, 'evalEvery', 'evalEvery', 50, 1, 1e9, true),
   };
-  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual === 0) fail('loss', 'needs at least one positive weight');
+  if (crop > 0 && crop % 8 !== 0) fail('data.crop', `must be a multiple of 8 (the autoencoder's factor), found ${crop}`);
+  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent === 0) fail('loss', 'needs at least one positive weight');
   if (cfg.loss.perceptual > 0 && perceptualWeights.length === 0) {
     fail('loss.perceptualWeights', 'is required when loss.perceptual > 0: torchvision VGG16 ImageNet weights and the DISTS alpha/beta weights (safetensors or zip-format .pth)');
   }
@@ -170,4 +210,12 @@ export function readTrainConfig(file: string): TrainConfig {
     throw new TrainConfigError(file, '<file>', `is not valid JSON: ${(e as Error).message}`);
   }
   return parseTrainConfig(raw, file);
+}
+
+/** `cfg` as a config file again (absolute paths, every default spelled out), which parseTrainConfig reads back to `cfg`. */
+export function configToJson(cfg: TrainConfig): Record<string, unknown> {
+  const { totalSteps: _derived, ...optim } = cfg.optim;
+  const { val, ...data } = cfg.data;
+  const init = Object.fromEntries(Object.entries(cfg.init).filter(([, v]) => v !== null));
+  return { ...cfg, data: val === null ? data : { ...data, val }, init, optim };
 }

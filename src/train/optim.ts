@@ -16,6 +16,11 @@ export interface AdamWConfig {
 
 export interface AdamWState {
   step: number;
+  /**
+   * Steps the moments have accumulated, for bias correction: `step` itself unless the run resumed
+   * from weights alone (moments started again from zero), when it counts from that resume.
+   */
+  momentSteps?: number;
   m: Map<string, Float32Array>;
   v: Map<string, Float32Array>;
 }
@@ -52,9 +57,10 @@ export function adamWStep(c: AdamWConfig, state: AdamWState, params: Map<string,
   const clip = c.clipNorm > 0 && gradNorm > c.clipNorm ? c.clipNorm / gradNorm : 1;
   const lr = learningRate(c, state.step);
   state.step++;
+  state.momentSteps = (state.momentSteps ?? state.step - 1) + 1;
   const [b1, b2] = c.betas;
-  const bc1 = 1 - b1 ** state.step;
-  const bc2 = 1 - b2 ** state.step;
+  const bc1 = 1 - b1 ** state.momentSteps;
+  const bc2 = 1 - b2 ** state.momentSteps;
   for (const [k, p] of params) {
     const g = grads.get(k);
     if (!g) throw new Error(`no gradient for trainable parameter '${k}'`);

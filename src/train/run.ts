@@ -1,14 +1,23 @@
 /** The training loop: steps, progress, periodic evaluation, samples, curve and checkpoints, resume. */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { TrainConfig } from './config.js';
+import { configToJson, type TrainConfig } from './config.js';
 import { FaceDataset } from './data.js';
+import { writeFileAtomic } from '../degrade/args.js';
 import { Trainer, type StepLog } from './trainer.js';
 
 export interface TrainOptions {
   /** Stop after this step even if the config asks for more (for tests and staged runs). */
   stopAt?: number;
   onLog?: (line: string) => void;
+  /**
+   * A weights-only file (Trainer.saveWeights, float16) kept beside the full checkpoints: written at
+   * every checkpoint, and read to go on when the run folder has no checkpoint (a fresh machine with
+   * the committed weights). The optimizer moments then start again from zero.
+   */
+  weightsFile?: string;
+  /** Stop at the first step that ends after this time (ms since the epoch), with a checkpoint there: a run that must end with a working session. */
+  deadline?: number;
 }
 
 function fmtTime(s: number): string {
@@ -20,13 +29,20 @@ function fmtTime(s: number): string {
 export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<{ trainer: Trainer; logs: StepLog[] }> {
   const say = opts.onLog ?? ((l: string) => process.stderr.write(`${l}\n`));
   fs.mkdirSync(cfg.out, { recursive: true });
+  // The resolved configuration, so `osdface export` can rebuild the networks from the run folder alone.
+  writeFileAtomic(path.join(cfg.out, 'config.json'), `${JSON.stringify(configToJson(cfg), null, 2)}\n`);
   const ckptDir = path.join(cfg.out, 'checkpoints');
   const logFile = path.join(cfg.out, 'log.jsonl');
-  say(`loading images from ${cfg.data.train} and ${cfg.data.val} at ${cfg.data.size}px`);
-  const data = await FaceDataset.load(cfg.data.train, cfg.data.size);
-  const val = await FaceDataset.load(cfg.data.val, cfg.data.size, cfg.data.valImages);
+  const { train: trainDir, val: valDir, holdout, size } = cfg.data;
+  say(`loading images from ${trainDir}${valDir ? ` and ${valDir}` : ` (the last ${holdout} held out for validation)`} at ${size}px`);
+  const data = await FaceDataset.load(trainDir, size, Infinity, { holdout, part: 'train' });
+  const val = valDir ? await FaceDataset.load(valDir, size, cfg.data.valImages) : await FaceDataset.load(trainDir, size, cfg.data.valImages, { holdout, part: 'holdout' });
   const trainer = new Trainer(cfg, data, val);
-  const resumed = trainer.loadCheckpoint(ckptDir);
+  let resumed = trainer.loadCheckpoint(ckptDir);
+  if (resumed === 0 && opts.weightsFile && fs.existsSync(opts.weightsFile)) {
+    resumed = trainer.loadWeights(opts.weightsFile);
+    say(`going on from the weights of step ${resumed} in ${opts.weightsFile} (optimizer moments restart from zero)`);
+  }
   if (resumed > 0) {
     // The log keeps only what the checkpoint already covers; later lines are recomputed.
     const kept = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as StepLog).filter((l) => l.step <= resumed) : [];
@@ -43,7 +59,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   const started = performance.now();
   const firstStep = trainer.step;
   try {
-    while (trainer.step < last) {
+    while (trainer.step < last && Date.now() < (opts.deadline ?? Infinity)) {
       const log = await trainer.trainStep();
       const s = log.step;
       if (s % cfg.evalEvery === 0 || s === cfg.steps) {
@@ -68,13 +84,15 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
       } else {
         say(status + val);
       }
-      if (s % cfg.checkpointEvery === 0 || s === last) {
+      if (s % cfg.checkpointEvery === 0 || s === last || Date.now() >= (opts.deadline ?? Infinity)) {
         trainer.saveCheckpoint(ckptDir);
+        if (opts.weightsFile) trainer.saveWeights(opts.weightsFile);
         await trainer.writeCurve(path.join(cfg.out, 'loss.png'));
       }
     }
   } finally {
     await trainer.dispose();
+    await Promise.all([data.dispose(), val.dispose()]);
   }
   return { trainer, logs: trainer.logs };
 }

@@ -15,6 +15,9 @@ import { OnnxSession } from '../graph/runtime.js';
 import { Config } from '../models/config.js';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
+import { AutoencoderTiny } from '../models/autoencoder_tiny.js';
+import { taef2Store } from '../weights/taesd.js';
+import { Random } from '../degrade/random.js';
 import { VQVAEEncoder } from '../models/vre/vqvae_encoder.js';
 import { TwoLayerConv1x1 } from '../models/vre/embedding_change.js';
 import { selectCodes } from '../models/vre/vq_select.js';
@@ -43,10 +46,12 @@ export interface StepLog {
   adversarial?: number;
   /** With loss.identity > 0: the identity loss (1 - mean cosine of face descriptors), before its weight. */
   identity?: number;
+  /** With loss.latent > 0: the latent MSE, before its weight. */
+  latent?: number;
   val?: { loss: number; psnr: number; inputPsnr: number };
 }
 
-const SD_SCHEDULE = new Config({ beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000 }, 'SD schedule');
+export const SD_SCHEDULE = new Config({ beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000 }, 'SD schedule');
 
 function psnr(a: Float32Array, b: Float32Array, from: number, n: number): number {
   let se = 0;
@@ -57,9 +62,86 @@ function psnr(a: Float32Array, b: Float32Array, from: number, n: number): number
   return se === 0 ? Infinity : 10 * Math.log10(n / se);
 }
 
+/** Starting weights from `init`: the pretrained autoencoder, then an earlier stage's checkpoint over it. */
+export function startingWeights(cfg: TrainConfig, vaeModule: AutoencoderKL | AutoencoderTiny, shapes: Map<string, number[]>): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  const { vae, from } = cfg.init;
+  if (vae) {
+    const store = taef2Store(vae);
+    for (const [k] of vaeModule.namedParameters()) {
+      if (!store.has(k)) throw new Error(`init.vae: ${vae} has no tensor '${k}' for the configured autoencoder`);
+      const t = store.read(k);
+      if (t.shape.join(',') !== shapes.get(k)?.join(',')) throw new Error(`init.vae: '${k}' is [${t.shape}] in ${vae}, the configured autoencoder needs [${shapes.get(k)}]`);
+      out.set(k, t.data as Float32Array);
+    }
+  }
+  if (from) for (const [k, v] of readCheckpointParams(checkpointFile(from))) if (shapes.has(k)) out.set(k, v);
+  return out;
+}
+
+/** The parameters (not the optimizer moments) of a checkpoint file, by graph key. */
+export function readCheckpointParams(file: string): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>();
+  const f = SafetensorsFile.open(file);
+  try {
+    for (const key of f.keys()) if (key.startsWith('param/')) out.set(key.slice(6), f.read(key).data as Float32Array);
+  } finally {
+    f.close();
+  }
+  return out;
+}
+
+/** The format of Trainer.saveWeights: `param/<key>` tensors, the step and the config hash. */
+function writeWeightsOnly(file: string, tensors: Map<string, Tensor>, step: number, config: string, float16: boolean): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeSafetensors(file, tensors, { step: String(step), config, weightsOnly: 'true' }, { float16 });
+}
+
+/** A full checkpoint (parameters and moments) reduced to its parameters, as Trainer.saveWeights writes them. */
+export function weightsFromCheckpoint(checkpoint: string, file: string, float16 = true): void {
+  const f = SafetensorsFile.open(checkpoint);
+  try {
+    const tensors = new Map<string, Tensor>();
+    for (const k of f.keys()) if (k.startsWith('param/')) tensors.set(k, f.read(k));
+    writeWeightsOnly(file, tensors, Number(f.metadata['step']), f.metadata['config'] ?? '', float16);
+  } finally {
+    f.close();
+  }
+}
+
+/** A checkpoint file from a run folder (its latest), a checkpoints folder, or the file itself. */
+export function checkpointFile(from: string): string {
+  if (fs.statSync(from).isFile()) return from;
+  for (const dir of [path.join(from, 'checkpoints'), from]) {
+    const latest = path.join(dir, 'latest.json');
+    if (fs.existsSync(latest)) return path.join(dir, (JSON.parse(fs.readFileSync(latest, 'utf8')) as { file: string }).file);
+  }
+  throw new Error(`${from}: no checkpoints/latest.json: not a training run folder or checkpoint`);
+}
+
+/** The same random crop x crop window (aligned to the autoencoder's 8 pixels) of every LQ/HQ pair. */
+function cropBatch(batch: Batch, crop: number, rng: Random): Batch {
+  const [n, c, h, w] = batch.lq.shape as [number, number, number, number];
+  const lq = floatTensor([n, c, crop, crop]);
+  const hq = floatTensor([n, c, crop, crop]);
+  for (let b = 0; b < n; b++) {
+    const top = 8 * rng.int((h - crop) / 8 + 1);
+    const left = 8 * rng.int((w - crop) / 8 + 1);
+    for (let ch = 0; ch < c; ch++) {
+      for (let y = 0; y < crop; y++) {
+        const from = ((b * c + ch) * h + top + y) * w + left;
+        const to = ((b * c + ch) * crop + y) * crop;
+        lq.data.set(batch.lq.data.subarray(from, from + crop), to);
+        hq.data.set(batch.hq.data.subarray(from, from + crop), to);
+      }
+    }
+  }
+  return { lq, hq };
+}
+
 export class Trainer {
   readonly unet: UNet2DConditionModel;
-  readonly vae: AutoencoderKL;
+  readonly vae: AutoencoderKL | AutoencoderTiny;
   readonly vre: VQVAEEncoder;
   readonly ec: TwoLayerConv1x1;
   /** GAN guidance (loss.gan > 0): the discriminator, its parameters and optimizer, trained in alternation. */
@@ -84,17 +166,20 @@ export class Trainer {
   constructor(readonly cfg: TrainConfig, private readonly dataset: FaceDataset, private readonly valSet: FaceDataset) {
     const m = cfg.model;
     this.unet = new UNet2DConditionModel(new Config(m.unet, 'config model.unet'));
-    this.vae = new AutoencoderKL(new Config(m.vae, 'config model.vae'));
-    this.vre = new VQVAEEncoder(new Config(m.vre, 'config model.vre'), cfg.data.size);
+    const vaeConfig = new Config(m.vae, 'config model.vae');
+    this.vae = m.vae['_class_name'] === 'AutoencoderTiny' ? new AutoencoderTiny(vaeConfig) : new AutoencoderKL(vaeConfig);
+    this.vre = new VQVAEEncoder(new Config(m.vre, 'config model.vre'));
     if (this.unet.crossAttentionDim !== m.promptChannels) {
       throw new Error(`config: model.promptChannels (${m.promptChannels}) must equal model.unet.cross_attention_dim (${this.unet.crossAttentionDim})`);
     }
     this.ec = new TwoLayerConv1x1(this.vre.quantize.embedDim, m.promptChannels);
     if (cfg.loss.perceptual > 0) this.dists = new Dists();
     const graph = this.buildGraph(false);
-    const trainable = (k: string) => (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
+    const trainable = (k: string) => !cfg.trainable.frozen.some((prefix) => k.startsWith(prefix)) &&
+      (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
     const distsKeys = new Set(this.dists?.namedParameters().map(([k]) => k));
-    for (const [k, v] of graph.params) if (!distsKeys.has(k)) (trainable(k) ? this.params : this.frozen).set(k, initParam(k, v.shape, cfg.seed));
+    const pretrained = startingWeights(cfg, this.vae, new Map([...graph.params].map(([k, v]) => [k, v.shape])));
+    for (const [k, v] of graph.params) if (!distsKeys.has(k)) (trainable(k) ? this.params : this.frozen).set(k, pretrained.get(k) ?? initParam(k, v.shape, cfg.seed));
     // Identity loss (loss.identity > 0): the face recognition network keeps face-api's pretrained weights, frozen.
     if (cfg.loss.identity > 0) {
       for (const k of [...this.params.keys()].filter(isRecognitionParam)) this.params.delete(k);
@@ -131,7 +216,8 @@ export class Trainer {
 
   /** The forward pipeline and its loss; with `withGradients`, the gradients of the trainable parameters too. */
   private buildGraph(withGradients: boolean): Graph {
-    const { size, batch } = this.cfg.data;
+    const { batch } = this.cfg.data;
+    const size = withGradients && this.cfg.data.crop > 0 ? this.cfg.data.crop : this.cfg.data.size;
     const n = withGradients ? batch : this.valSet.length;
     const g = new Graph(withGradients ? 'train_step' : 'eval');
     g.fusedAttention = false;
@@ -145,7 +231,12 @@ export class Trainer {
     const sf = this.vae.scalingFactor;
     const f = Math.fround;
     const a = alphasCumprod(SD_SCHEDULE)[this.cfg.model.timestep]!;
-    const latent = op.mul(this.vae.encode(g, op.sub(op.mul(lq, 2), 1)).mean, sf);
+    const vae = this.vae;
+    const encode = (x: Value) => {
+      const image = op.sub(op.mul(x, 2), 1);
+      return op.mul(vae instanceof AutoencoderKL ? vae.encode(g, image).mean : vae.encode(g, image), sf);
+    };
+    const latent = encode(lq);
     const eps = this.unet.forward(g, latent, t, this.ec.forward(g, tokens));
     const x0 = op.div(op.sub(latent, op.mul(eps, f(Math.sqrt(f(1 - a))))), f(Math.sqrt(a)));
     const out = op.add(op.mul(this.vae.decode(g, op.div(x0, sf)), 0.5), 0.5);
@@ -155,6 +246,12 @@ export class Trainer {
     // Pixel losses in [-1, 1] units (x2 of the [0, 1] difference), as the reference trains.
     if (this.cfg.loss.mse > 0) terms.push(op.mul(op.reduceMean(op.mul(diff, diff), all, false), 4 * this.cfg.loss.mse));
     if (this.cfg.loss.l1 > 0) terms.push(op.mul(op.reduceMean(op.abs(diff), all, false), 2 * this.cfg.loss.l1));
+    if (this.cfg.loss.latent > 0) {
+      const d = op.sub(x0, encode(hq));
+      const latentLoss = op.reduceMean(op.mul(d, d), d.shape.map((_, i) => i), false);
+      g.output(latentLoss, 'latent');
+      terms.push(op.mul(latentLoss, this.cfg.loss.latent));
+    }
     if (this.cfg.loss.identity > 0) {
       // 1 - cosine similarity of face-api recognition descriptors of the output and the HQ image (src/face/recognition.ts).
       const identity = identityLoss(g, out, hq);
@@ -185,7 +282,8 @@ export class Trainer {
 
   /** Hinge discriminator loss on real HQ and detached restored images, and its gradients. */
   private discriminatorGraph(): Graph {
-    const { size, batch } = this.cfg.data;
+    const { batch, crop } = this.cfg.data;
+    const size = crop > 0 ? crop : this.cfg.data.size;
     const g = new Graph('discriminator_step');
     const real = g.input('real', 'float32', [batch, 3, size, size]);
     const fake = g.input('fake', 'float32', [batch, 3, size, size]);
@@ -251,8 +349,9 @@ export class Trainer {
     const step = this.opt.step;
     const batch = await this.dataset.batch(`${this.cfg.seed}:${step}`, this.cfg.data.batch, this.cfg.data.augment, this.cfg.data.degradation);
     const tokens = await this.tokens(batch.lq);
+    const { lq, hq } = this.cfg.data.crop > 0 ? cropBatch(batch, this.cfg.data.crop, new Random(`${this.cfg.seed}:${step}:crop`)) : batch;
     const out = await this.trainSession!.run({
-      lq: batch.lq, hq: batch.hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(),
+      lq, hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(),
     });
     const grads = new Map<string, Float32Array>();
     for (const k of this.params.keys()) grads.set(k, out[`grad:${k}`]!.data as Float32Array);
@@ -260,9 +359,10 @@ export class Trainer {
     const loss = (out.loss!.data as Float32Array)[0]!;
     const log: StepLog = { step: this.opt.step, loss, lr, gradNorm, imagesPerSecond: 0 };
     if (out.identity) log.identity = (out.identity.data as Float32Array)[0]!;
+    if (out.latent) log.latent = (out.latent.data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
-      const d = await this.dSession.run({ real: batch.hq, fake: out.out!, ...Object.fromEntries([...this.dParams].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
+      const d = await this.dSession.run({ real: hq, fake: out.out!, ...Object.fromEntries([...this.dParams].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
       const dGrads = new Map([...this.dParams.keys()].map((k) => [k, d[`grad:${k}`]!.data as Float32Array]));
       adamWStep(this.cfg.optim, this.dOpt!, this.dParams, dGrads);
       log.discriminatorLoss = (d.loss!.data as Float32Array)[0]!;
@@ -318,7 +418,7 @@ export class Trainer {
       tensors.set(`adam_m/${k}`, floatTensor(shape, this.dOpt!.m.get(k)!));
       tensors.set(`adam_v/${k}`, floatTensor(shape, this.dOpt!.v.get(k)!));
     }
-    writeSafetensors(path.join(dir, name), tensors, { step: String(this.opt.step), config: this.configHash });
+    writeSafetensors(path.join(dir, name), tensors, { step: String(this.opt.step), config: this.configHash, momentSteps: String(this.opt.momentSteps ?? this.opt.step) });
     writeFileAtomic(path.join(dir, 'latest.json'), JSON.stringify({ step: this.opt.step, file: name, config: this.configHash }));
     for (const f of fs.readdirSync(dir)) {
       if (/^step-\d+\.safetensors$/.test(f) && f !== name && Number(f.slice(5, 12)) < this.opt.step - 2 * this.cfg.checkpointEvery) fs.rmSync(path.join(dir, f));
@@ -335,6 +435,7 @@ export class Trainer {
       throw new Error(`${dir} holds checkpoints of a run with a different configuration; choose another 'out' folder or remove it`);
     }
     const f = SafetensorsFile.open(path.join(dir, meta.file));
+    const momentSteps = f.metadata?.['momentSteps'];
     try {
       for (const k of this.params.keys()) {
         this.params.get(k)!.set(f.read(`param/${k}`).data as Float32Array);
@@ -350,8 +451,44 @@ export class Trainer {
       f.close();
     }
     this.opt.step = meta.step;
-    if (this.dOpt) this.dOpt.step = meta.step;
+    if (momentSteps !== undefined) this.opt.momentSteps = Number(momentSteps);
+    if (this.dOpt) {
+      this.dOpt.step = meta.step;
+      if (momentSteps !== undefined) this.dOpt.momentSteps = Number(momentSteps);
+    }
     return meta.step;
+  }
+
+  /**
+   * The trained parameters alone (float16 when asked: a quarter of a full checkpoint), for a
+   * training run to go on elsewhere with `loadWeights` (the optimizer moments start again from zero).
+   */
+  saveWeights(file: string, float16 = true): void {
+    const shapes = new Map(this.buildShapes());
+    const tensors = new Map<string, Tensor>();
+    for (const [k, v] of this.params) tensors.set(`param/${k}`, floatTensor(shapes.get(k)!, v));
+    for (const [k, v] of this.dParams) tensors.set(`param/${k}`, floatTensor(this.dShape(k), v));
+    writeWeightsOnly(file, tensors, this.opt.step, this.configHash, float16);
+  }
+
+  /** Parameters and step from a `saveWeights` file of this configuration; the moments restart at zero. */
+  loadWeights(file: string): number {
+    const f = SafetensorsFile.open(file);
+    try {
+      const meta = f.metadata ?? {};
+      if (meta['config'] !== this.configHash) throw new Error(`${file} holds weights of a run with a different configuration`);
+      for (const [k, v] of [...this.params, ...this.dParams]) {
+        if (!f.has(`param/${k}`)) throw new Error(`${file} has no weights for '${k}'`);
+        v.set(f.read(`param/${k}`).data as Float32Array);
+      }
+      const step = Number(meta['step']);
+      this.opt.step = step;
+      this.opt.momentSteps = 0;
+      if (this.dOpt) Object.assign(this.dOpt, { step, momentSteps: 0 });
+      return step;
+    } finally {
+      f.close();
+    }
   }
 
   async dispose(): Promise<void> {
