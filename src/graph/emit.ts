@@ -6,8 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Graph, Node, Value } from './ir.js';
-import { encodeModel, ONNX_OPSET, type OnnxNode, type OnnxTensor } from './onnx.js';
-import { type Tensor, numel, shapeStr, transpose2d } from '../tensor.js';
+import { encodeModel, onnxDataType, ONNX_OPSET, type OnnxNode, type OnnxTensor } from './onnx.js';
+import { type Tensor, numel, shapeStr, toFloat16Bits, transpose2d } from '../tensor.js';
 
 export interface WeightSource {
   /** The float32 data of parameter `key`, which must have exactly `shape`. */
@@ -33,6 +33,11 @@ export interface EmitOptions {
   paramInputs?: ReadonlySet<string>;
   metadata?: Record<string, string>;
   docString?: string;
+  /**
+   * Store float32 parameters as float16 (half the file) with a Cast back to float32 in front of
+   * their readers; ONNX Runtime folds the casts when the session loads, so it computes in float32.
+   */
+  float16Weights?: boolean;
 }
 
 /** Offsets are page-aligned so ONNX Runtime can memory-map each tensor. */
@@ -70,6 +75,7 @@ function readInt8(weights: WeightSource, key: string, shape: number[]): Int8Arra
 export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
   const folded = foldedTransposes(graph, opts.paramInputs);
   const renamed = new Map<string, string>();
+  const halfCasts: OnnxNode[] = [];
   for (const t of folded.values()) renamed.set(t.outputs[0]!.name, `${t.inputs[0]!.name}.T`);
   const initializers: OnnxTensor[] = [];
   let fd: number | undefined;
@@ -96,13 +102,18 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
         throw new Error(`weight '${key}': ${data.length} values for shape ${shapeStr(value.shape)}`);
       }
       if (transposed) data = transpose2d(data as Float32Array, value.shape[0]!, value.shape[1]!);
-      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      const half = opts.float16Weights === true && value.dtype === 'float32';
+      const stored = half ? toFloat16Bits(data as Float32Array) : data;
+      const bytes = new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
+      const storedName = half ? `${name}.fp16` : name;
+      const dtype = half ? 'float16' : value.dtype;
+      if (half) halfCasts.push({ opType: 'Cast', name: `${name}.cast`, inputs: [storedName], outputs: [name], attrs: { to: { kind: 'int', value: onnxDataType('float32') } } });
       if (fd !== undefined) {
         fs.writeSync(fd, bytes, 0, bytes.length, offset);
-        initializers.push({ name, dtype: value.dtype, dims, external: { location: external!.fileName, offset, length: bytes.length } });
+        initializers.push({ name: storedName, dtype, dims, external: { location: external!.fileName, offset, length: bytes.length } });
         offset += bytes.length;
       } else {
-        initializers.push({ name, dtype: value.dtype, dims, raw: bytes });
+        initializers.push({ name: storedName, dtype, dims, raw: bytes });
       }
     }
   } finally {
@@ -114,14 +125,14 @@ export function emitOnnx(graph: Graph, opts: EmitOptions): Uint8Array {
 
   const droppedNodes = new Set<Node>(folded.values());
   const ref = (v: Value | null) => (v ? renamed.get(v.name) ?? v.name : '');
-  const nodes: OnnxNode[] = graph.nodes.filter((n) => !droppedNodes.has(n)).map((n) => ({
+  const nodes: OnnxNode[] = [...halfCasts, ...graph.nodes.filter((n) => !droppedNodes.has(n)).map((n) => ({
     opType: n.op,
     domain: n.domain,
     name: n.name,
     inputs: n.inputs.map(ref),
     outputs: n.outputs.map((o) => o.name),
     attrs: n.attrs,
-  }));
+  }))];
   // Trailing empty optional inputs are dropped: ONNX treats a missing input and '' alike.
   for (const n of nodes) while (n.inputs.length > 0 && n.inputs[n.inputs.length - 1] === '') n.inputs.pop();
 

@@ -8,12 +8,15 @@ import type { DType } from '../tensor.js';
 export const ONNX_IR_VERSION = 8;
 export const ONNX_OPSET = 18;
 
-const DATA_TYPE: Record<DType, number> = {
+/** Tensor types an ONNX file may store: float16 only for weights kept at half size on disk (emit's `float16Weights`). */
+export type StoredDType = DType | 'float16';
+
+const DATA_TYPE: Record<StoredDType, number> = {
   int8: 3,
-  float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float64: 11,
+  float32: 1, uint8: 2, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11,
 };
 
-export function onnxDataType(dtype: DType): number {
+export function onnxDataType(dtype: StoredDType): number {
   return DATA_TYPE[dtype];
 }
 
@@ -27,7 +30,7 @@ export type AttrValue =
 
 export interface OnnxTensor {
   name: string;
-  dtype: DType;
+  dtype: StoredDType;
   dims: number[];
   /** Little-endian raw bytes, or a reference to external data. */
   raw?: Uint8Array;

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { type DType, type Tensor, type TensorData, numel, shapeStr } from '../tensor.js';
+import { type DType, type Tensor, type TensorData, numel, shapeStr, toFloat16Bits } from '../tensor.js';
 import { WeightFileError, listKeys, similarKeys } from './errors.js';
 
 /** Element types defined by the safetensors spec (also used as the vocabulary for torch storages). */
@@ -332,8 +332,11 @@ export function writeSafetensors(
   file: string,
   tensors: Map<string, Tensor> | Record<string, Tensor>,
   metadata?: Record<string, string>,
+  opts: { float16?: boolean } = {},
 ): void {
   const list = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
+  // float16: float32 tensors are stored as F16 (read back as float32, like every F16 file).
+  const half = new Set(opts.float16 ? list.filter(([, t]) => t.dtype === 'float32').map(([k]) => k) : []);
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = { ...metadata };
   let offset = 0;
@@ -356,8 +359,9 @@ export function writeSafetensors(
         found: `${t.data.length}`,
       });
     }
-    const bytes = n * ELEMENT_SIZE[spec.st];
-    header[key] = { dtype: spec.st, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    const st = half.has(key) ? 'F16' : spec.st;
+    const bytes = n * ELEMENT_SIZE[st];
+    header[key] = { dtype: st, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
@@ -374,7 +378,7 @@ export function writeSafetensors(
     fd = fs.openSync(tmp, 'wx');
     writeAll(fd, lenBytes);
     writeAll(fd, headerBytes);
-    for (const [, t] of list) writeAll(fd, littleEndianBytes(t.data));
+    for (const [k, t] of list) writeAll(fd, half.has(k) ? littleEndianBytes(toFloat16Bits(t.data as Float32Array)) : littleEndianBytes(t.data));
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = null;
@@ -399,7 +403,7 @@ function writeAll(fd: number, bytes: Uint8Array): void {
 
 export const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function littleEndianBytes(data: TensorData): Uint8Array {
+function littleEndianBytes(data: TensorData | Uint16Array): Uint8Array {
   const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (HOST_LITTLE_ENDIAN || data.BYTES_PER_ELEMENT === 1) return view;
   return swapBytes(view, data.BYTES_PER_ELEMENT);
