@@ -12,7 +12,7 @@ import { VQVAEEncoder } from '../src/models/vre/vqvae_encoder.js';
 import { TwoLayerConv1x1 } from '../src/models/vre/embedding_change.js';
 import type { WeightSource } from '../src/graph/emit.js';
 import { alphasCumprod } from '../src/pipeline/scheduler.js';
-import type { OSDFaceRelease } from '../src/pipeline/release.js';
+import { PAPER_ARCHITECTURE, type OSDFaceRelease } from '../src/pipeline/release.js';
 import { numel, type FloatTensor } from '../src/tensor.js';
 
 function seedOf(key: string): number {
@@ -51,6 +51,7 @@ export function randomRelease(fullSizeDir: string): OSDFaceRelease {
   const cbShape = [vre.quantize.nEmbed, vre.quantize.embedDim];
   const codebook: FloatTensor = { dtype: 'float32', shape: cbShape, data: randomTensor('quantize.embedding.weight', cbShape) };
   return {
+    architecture: PAPER_ARCHITECTURE,
     unet: { module: unet, weights: randomWeights },
     vae: { module: vae, weights: randomWeights },
     vre: { module: vre, weights: randomWeights },

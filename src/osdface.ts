@@ -12,6 +12,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { decodeImage, fromSquareTensor, toSquareTensor, type DecodedImage, type ImageInput, type RgbImage, type SquareCrop } from './image/io.js';
 import { loadModelDir } from './pipeline/model.js';
+import { resolveModelDir } from './pipeline/default_model.js';
 import { readManifest, type Manifest } from './pipeline/manifest.js';
 import type { OSDFacePipeline } from './pipeline/pipeline.js';
 import { resolveVaeTiling, type VaeTiling } from './pipeline/tiling.js';
@@ -174,10 +175,14 @@ export class OSDFace {
    * ModelDirError, saying how to convert the official weights, when `modelDir` is not one, and an
    * Error when `opts.dtype` differs from the dtype the directory holds.
    */
-  static async load(modelDir: string, opts: OSDFaceLoadOptions = {}): Promise<OSDFace> {
-    if (typeof modelDir !== 'string' || modelDir === '') {
-      throw new TypeError('OSDFace.load: modelDir must be the path of a converted model directory (see `npx osdface convert --help`)');
+  static async load(modelDirOrOptions?: string | OSDFaceLoadOptions, options?: OSDFaceLoadOptions): Promise<OSDFace> {
+    // OSDFace.load() and OSDFace.load({ threads }) load the packaged default model (osdface-small).
+    const given = typeof modelDirOrOptions === 'object' && modelDirOrOptions !== null ? undefined : modelDirOrOptions;
+    const opts = (typeof modelDirOrOptions === 'object' && modelDirOrOptions !== null ? modelDirOrOptions : options) ?? {};
+    if (given !== undefined && (typeof given !== 'string' || given === '')) {
+      throw new TypeError('OSDFace.load: modelDir must be the path of a converted model directory (see `npx osdface convert --help`), or left out for the packaged default model');
     }
+    const modelDir = resolveModelDir(given);
     if (opts.threads !== undefined && !isPositiveInt(opts.threads)) {
       throw new RangeError(`OSDFace.load: threads must be a positive integer, got ${String(opts.threads)}`);
     }

@@ -10,9 +10,9 @@ import path from 'node:path';
 import { emitOnnx } from '../graph/emit.js';
 import { writeSafetensors } from '../weights/safetensors.js';
 import { PACKAGE_VERSION } from '../version.js';
-import { loadRelease, OSDFACE_FILES, type OSDFaceRelease } from './release.js';
+import { loadRelease, OSDFACE_FILES, type OSDFaceNetworks } from './release.js';
 import { releaseSettings, stageGraphs, type StageName } from './pipeline.js';
-import { prepareOptimized } from './model.js';
+import { prepareOptimized, worthCaching } from './model.js';
 import { INT8_NEEDS_CALIBRATION, writeInt8ModelDir } from './quantize_model.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type SourceFile } from './manifest.js';
 
@@ -39,7 +39,7 @@ export const GRAPH_FILES: Readonly<Record<StageName, string>> = {
 
 const GRAPH_COUNT = Object.keys(GRAPH_FILES).length;
 
-function sha256(file: string): string {
+export function sha256(file: string): string {
   const hash = crypto.createHash('sha256');
   const fd = fs.openSync(file, 'r');
   try {
@@ -61,11 +61,15 @@ export interface WriteModelOptions {
   force?: boolean;
   sources?: SourceFile[];
   configs?: Partial<Manifest['configs']>;
+  /** Files copied into the model directory beside the graphs (model card, licences) under `name`; the manifest lists them. */
+  documents?: { from: string; name: string }[];
+  /** Store the weights as float16 (half the size; ONNX Runtime upcasts them to float32 on load). */
+  float16Weights?: boolean;
   onProgress?: (step: string, done: number, total: number) => void;
 }
 
 /** The fp32 graphs, codebook and manifest of `release`, written into the (empty) directory `dir`. */
-export function writeModelFiles(release: OSDFaceRelease, dir: string, opts: Omit<WriteModelOptions, 'out' | 'force'>, onStage?: (file: string) => void): Manifest {
+export function writeModelFiles(release: OSDFaceNetworks, dir: string, opts: Omit<WriteModelOptions, 'out' | 'force'>, onStage?: (file: string) => void): Manifest {
   for (const stage of stageGraphs(release)) {
     const file = GRAPH_FILES[stage.name];
     onStage?.(file);
@@ -73,10 +77,12 @@ export function writeModelFiles(release: OSDFaceRelease, dir: string, opts: Omit
       weights: stage.weights,
       external: stage.graph.params.size > 0 ? { dir, fileName: `${file}.data` } : undefined,
       producerVersion: PACKAGE_VERSION,
+      float16Weights: opts.float16Weights,
     });
     fs.writeFileSync(path.join(dir, file), bytes);
   }
   writeSafetensors(path.join(dir, 'codebook.safetensors'), { codebook: release.codebook });
+  for (const doc of opts.documents ?? []) fs.copyFileSync(doc.from, path.join(dir, doc.name));
 
   const settings = releaseSettings(release);
   const manifest: Manifest = {
@@ -85,6 +91,7 @@ export function writeModelFiles(release: OSDFaceRelease, dir: string, opts: Omit
     packageVersion: PACKAGE_VERSION,
     createdAt: new Date().toISOString(),
     dtype: 'fp32',
+    architecture: release.architecture,
     graphs: { ...GRAPH_FILES },
     codebookFile: 'codebook.safetensors',
     settings: {
@@ -99,6 +106,8 @@ export function writeModelFiles(release: OSDFaceRelease, dir: string, opts: Omit
       osdface: opts.configs?.osdface ?? null,
     },
     sources: opts.sources ?? [],
+    ...(opts.documents?.length ? { documents: opts.documents.map((d) => d.name) } : {}),
+    ...(opts.float16Weights ? { weightStorage: 'float16' as const } : {}),
   };
   // The manifest is what makes a directory loadable: it is written last.
   fs.writeFileSync(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
@@ -125,7 +134,7 @@ export function commitModelDir(tmp: string, out: string): void {
 }
 
 /** Writes a loadable fp32 model directory for `release` (atomically: temporary sibling, then rename). */
-export function writeModelDir(release: OSDFaceRelease, opts: WriteModelOptions): Manifest {
+export function writeModelDir(release: OSDFaceNetworks, opts: WriteModelOptions): Manifest {
   const dtype = opts.dtype ?? 'fp32';
   if (dtype !== 'fp32') throw new Error(`writeModelDir writes fp32 models; int8 ones need calibration images: use writeInt8ModelDir`);
   const out = path.resolve(opts.out);
@@ -172,7 +181,7 @@ export async function convertRelease(opts: ConvertOptions): Promise<Manifest> {
       ? await writeInt8ModelDir(release, { ...write, calibration: opts.calibration ?? [], threads: opts.threads })
       : writeModelDir(release, write);
     // Optimizing for this CPU now makes the first load as fast as every later one.
-    await prepareOptimized(out, manifest, (step) => opts.onProgress?.(step, 0, 1));
+    if (worthCaching(out, manifest)) await prepareOptimized(out, manifest, (step) => opts.onProgress?.(step, 0, 1));
     return manifest;
   } finally {
     release.close();

@@ -19,6 +19,12 @@ export interface Manifest {
   packageVersion: string;
   createdAt: string;
   dtype: 'fp32' | 'int8';
+  /** The network: 'osdface-sd21' (the paper's; also when absent, in directories written before this field) or a trained model's name such as 'osdface-small'. */
+  architecture?: string;
+  /** Model card, licence and training record shipped with a trained model (file names in the directory). */
+  documents?: string[];
+  /** 'float16': the graphs store their weights at half precision and upcast them when loaded (computing in float32). */
+  weightStorage?: 'float16';
   /** ONNX file per stage; its external data file sits beside it. */
   graphs: Record<StageName, string>;
   codebookFile: string;

@@ -74,12 +74,29 @@ export async function prepareOptimized(dir: string, manifest: Manifest, onProgre
  * read (on first use) from the directory's own vae_encoder / vae_decoder graphs, so tiling
  * needs no extra files and costs nothing until an image is large enough to tile.
  */
-function tiledVaeOf(dir: string, manifest: Manifest, runtime: RuntimeOptions): TiledVae {
+function tiledVaeOf(dir: string, manifest: Manifest, runtime: RuntimeOptions): TiledVae | undefined {
+  // The tiny autoencoder (osdface-small) runs untiled: it has no GroupNorm at image resolution to cut at.
+  if ((manifest.configs.vae as Record<string, unknown>)['_class_name'] === 'AutoencoderTiny') return undefined;
   const vae = new AutoencoderKL(new Config(manifest.configs.vae as Record<string, unknown>, `${path.join(dir, 'manifest.json')} configs.vae`));
   const vaeGraphs = manifest.vaeGraphs ?? { encoder: manifest.graphs.vaeEncoder, decoder: manifest.graphs.vaeDecoder };
   const files = [vaeGraphs.encoder, vaeGraphs.decoder].map((f) => path.join(dir, f));
   let weights: OnnxWeights | null = null;
   return new TiledVae(vae, { read: (key, shape) => (weights ??= onnxWeights(files)).read(key, shape) }, runtime, () => weights?.close());
+}
+
+/**
+ * Only large models are worth an optimized copy on disk: the full-size one takes ~25 s to optimize,
+ * a small one (the packaged osdface-small) well under a second, and its copy would be bigger than
+ * its float16 files.
+ */
+const CACHE_ABOVE_BYTES = 256 * 1024 * 1024;
+
+export function worthCaching(dir: string, manifest: Manifest): boolean {
+  let bytes = 0;
+  for (const file of Object.values(manifest.graphs)) {
+    for (const f of [file, `${file}.data`]) if (fs.existsSync(path.join(dir, f))) bytes += fs.statSync(path.join(dir, f)).size;
+  }
+  return bytes > CACHE_ABOVE_BYTES;
 }
 
 export interface LoadedModel {
@@ -118,7 +135,7 @@ export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, on
   const cb = SafetensorsFile.open(path.join(dir, manifest.codebookFile));
   const codebook = cb.read('codebook') as FloatTensor;
   cb.close();
-  const optimized = runtime.optimization === undefined && (await prepareOptimized(dir, manifest, onProgress));
+  const optimized = runtime.optimization === undefined && worthCaching(dir, manifest) && (await prepareOptimized(dir, manifest, onProgress));
   const lowMemory = opts.lowMemory ?? manifest.dtype === 'fp32';
   const sessions: Partial<StageSessions> = {};
   try {

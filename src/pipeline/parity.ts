@@ -92,7 +92,7 @@ export async function runParity(dir: string, runtime: RuntimeOptions = {}, opts:
       const vaeImage = ref('vae.image') as FloatTensor | undefined;
       if (vaeImage) {
         const { mean, logvar } = await pipe.encode(vaeImage);
-        results.set('vae.latent_mean', mean).set('vae.latent_logvar', logvar);
+        results.set('vae.latent_mean', mean).set('vae.latent_logvar', logvar!);
       }
       const vaeLatent = ref('vae.latent') as FloatTensor | undefined;
       if (vaeLatent) results.set('vae.decoded', await pipe.decode(vaeLatent));

@@ -10,7 +10,8 @@ import { OnnxSession, type RuntimeOptions } from '../graph/runtime.js';
 import type { WeightSource } from '../graph/emit.js';
 import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
 import { selectCodes } from '../models/vre/vq_select.js';
-import type { OSDFaceRelease } from './release.js';
+import type { OSDFaceNetworks } from './release.js';
+import { AutoencoderTiny } from '../models/autoencoder_tiny.js';
 
 /** What the pipeline needs besides the networks' sessions. */
 export interface PipelineSettings {
@@ -27,7 +28,7 @@ export type StageName = 'preprocess' | 'vre' | 'embeddingChange' | 'vaeEncoder' 
 /** What the pipeline needs of a stage's session (calibration wraps sessions to record activation ranges). */
 export type StageSession = Pick<OnnxSession, 'run' | 'release'>;
 export type StageSessions = Record<StageName, StageSession>;
-import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
+import { embeddingChangeGraph, preprocessGraph, tinyVaeDecoderGraph, tinyVaeEncoderGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
 import { gaussianNoise } from './random.js';
 import { TiledVae } from './tiled_vae.js';
@@ -62,7 +63,7 @@ export interface RestoreOptions {
 export interface RestoreResult extends VreResult {
   lqProcessed: FloatTensor;
   mean: FloatTensor;
-  logvar: FloatTensor;
+  logvar: FloatTensor | null;
   latent: FloatTensor;
   epsPred: FloatTensor;
   x0: FloatTensor;
@@ -78,19 +79,20 @@ export interface StageGraph {
 }
 
 /** Every network stage of the pipeline, built from the release's modules. */
-export function stageGraphs(r: OSDFaceRelease): StageGraph[] {
+export function stageGraphs(r: OSDFaceNetworks): StageGraph[] {
   const nMin = r.vre.module.nMin;
+  const vae = r.vae.module;
   return [
     { name: 'preprocess', graph: preprocessGraph(r.processSize), weights: NO_WEIGHTS },
     { name: 'vre', graph: vreGraph(r.vre.module), weights: r.vre.weights },
     { name: 'embeddingChange', graph: embeddingChangeGraph(r.embeddingChange.module, nMin), weights: r.embeddingChange.weights },
-    { name: 'vaeEncoder', graph: vaeEncoderGraph(r.vae.module), weights: r.vae.weights },
+    { name: 'vaeEncoder', graph: vae instanceof AutoencoderTiny ? tinyVaeEncoderGraph(vae) : vaeEncoderGraph(vae), weights: r.vae.weights },
     { name: 'unet', graph: unetGraph(r.unet.module, nMin), weights: r.unet.weights },
-    { name: 'vaeDecoder', graph: vaeDecoderGraph(r.vae.module), weights: r.vae.weights },
+    { name: 'vaeDecoder', graph: vae instanceof AutoencoderTiny ? tinyVaeDecoderGraph(vae) : vaeDecoderGraph(vae), weights: r.vae.weights },
   ];
 }
 
-export function releaseSettings(r: OSDFaceRelease): PipelineSettings {
+export function releaseSettings(r: OSDFaceNetworks): PipelineSettings {
   const acp = r.alphasCumprod[r.timestep];
   if (acp === undefined) throw new Error(`timestep ${r.timestep} is outside the ${r.alphasCumprod.length}-step schedule`);
   return {
@@ -107,10 +109,11 @@ export class OSDFacePipeline {
    * Builds every stage's graph with its weights inline (fine for models under 2 GB). The tiled
    * VAE reads the release's weights when it is first used: keep the release open until then.
    */
-  static async create(release: OSDFaceRelease, runtime: RuntimeOptions = {}): Promise<OSDFacePipeline> {
+  static async create(release: OSDFaceNetworks, runtime: RuntimeOptions = {}): Promise<OSDFacePipeline> {
     const sessions: Partial<StageSessions> = {};
     for (const stage of stageGraphs(release)) sessions[stage.name] = await session(stage.graph, stage.weights, runtime);
-    return new OSDFacePipeline(releaseSettings(release), sessions as StageSessions, new TiledVae(release.vae.module, release.vae.weights, runtime));
+    const vae = release.vae.module;
+    return new OSDFacePipeline(releaseSettings(release), sessions as StageSessions, vae instanceof AutoencoderTiny ? undefined : new TiledVae(vae, release.vae.weights, runtime));
   }
 
   /** The tile options for a VAE run on an H x W image, or null for untiled. */
@@ -150,10 +153,12 @@ export class OSDFacePipeline {
   }
 
   /** image in [-1, 1] -> posterior; tiled when `tiling` says so for its size. */
-  async encode(image: FloatTensor, tiling?: VaeTiling): Promise<{ mean: FloatTensor; logvar: FloatTensor }> {
+  /** image in [-1, 1] -> posterior (a tiny autoencoder's latent is deterministic: logvar null); tiled when `tiling` says so for its size. */
+  async encode(image: FloatTensor, tiling?: VaeTiling): Promise<{ mean: FloatTensor; logvar: FloatTensor | null }> {
     const t = this.tilingFor(image.shape[2]!, image.shape[3]!, tiling);
     if (t) return t.o.independent ? t.tiled.encodeIndependent(image, t.o.tileSize, t.o.overlap) : t.tiled.encode(image, t.o.tileSize);
     const out = await this.s.vaeEncoder.run({ image });
+    if (out.latent) return { mean: out.latent as FloatTensor, logvar: null };
     return { mean: out.mean as FloatTensor, logvar: out.logvar as FloatTensor };
   }
 
@@ -178,7 +183,8 @@ export class OSDFacePipeline {
     const vre = await this.vre(lqProcessed);
     const { mean, logvar } = await this.encode(lqProcessed, opts.vaeTiling);
     const latent = floatTensor(mean.shape);
-    if ((opts.latent ?? 'mode') === 'sample') {
+    // A deterministic (tiny) autoencoder has no posterior noise: 'sample' is 'mode' there.
+    if ((opts.latent ?? 'mode') === 'sample' && logvar) {
       const eps = opts.eps?.data ?? gaussianNoise(mean.data.length, opts.seed ?? 0);
       if (eps.length !== mean.data.length) throw new Error(`eps has ${eps.length} values, the latent needs ${mean.data.length}`);
       for (let i = 0; i < latent.data.length; i++) {

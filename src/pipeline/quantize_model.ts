@@ -17,7 +17,7 @@ import { addRangeProbes, calibrationValues, mergeRanges, quantizeGraph, type Ran
 import { OnnxSession, type RuntimeOptions } from '../graph/runtime.js';
 import { decodeImage, toSquareTensor } from '../image/io.js';
 import { PACKAGE_VERSION } from '../version.js';
-import type { OSDFaceRelease } from './release.js';
+import type { OSDFaceNetworks } from './release.js';
 import { OSDFacePipeline, releaseSettings, stageGraphs, type StageName, type StageSession, type StageSessions } from './pipeline.js';
 import { commitModelDir, GRAPH_FILES, partialDir, writeModelFiles, type WriteModelOptions } from './convert.js';
 import { MANIFEST_FILE, type Manifest } from './manifest.js';
@@ -40,7 +40,7 @@ export interface Int8Options extends WriteModelOptions {
 }
 
 /** Ranges of every quantized conv's input and output over the calibration images, per stage. */
-async function calibrate(release: OSDFaceRelease, dir: string, images: readonly string[], runtime: RuntimeOptions, progress: (step: string) => void): Promise<Record<string, Ranges>> {
+async function calibrate(release: OSDFaceNetworks, dir: string, images: readonly string[], runtime: RuntimeOptions, progress: (step: string) => void): Promise<Record<string, Ranges>> {
   const ranges: Record<string, Ranges> = {};
   const sessions: Partial<StageSessions> = {};
   const probed = new Map<StageName, Graph>();
@@ -86,7 +86,7 @@ async function calibrate(release: OSDFaceRelease, dir: string, images: readonly 
  * Writes an int8 model directory for `release`: fp32 conversion, calibration on
  * `opts.calibration`, quantized graphs; atomically (temporary sibling, then rename).
  */
-export async function writeInt8ModelDir(release: OSDFaceRelease, opts: Int8Options): Promise<Manifest> {
+export async function writeInt8ModelDir(release: OSDFaceNetworks, opts: Int8Options): Promise<Manifest> {
   if (opts.calibration.length === 0) {
     throw new Error(INT8_NEEDS_CALIBRATION);
   }

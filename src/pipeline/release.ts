@@ -10,6 +10,7 @@ import type { WeightSource } from '../graph/emit.js';
 import { Config } from '../models/config.js';
 import { UNet2DConditionModel } from '../models/unet_2d_condition.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
+import type { AutoencoderTiny } from '../models/autoencoder_tiny.js';
 import { VQVAEEncoder } from '../models/vre/vqvae_encoder.js';
 import { TwoLayerConv1x1 } from '../models/vre/embedding_change.js';
 import { loadDiffusersModel, loadSchedulerConfig, readJsonObject } from '../weights/diffusers.js';
@@ -42,7 +43,29 @@ export interface Network<M> {
   weights: WeightSource;
 }
 
-export interface OSDFaceRelease {
+/**
+ * The networks and settings of an OSDFace-structured model: the paper's (loadRelease, with
+ * SD-2.1-base's AutoencoderKL) or a trained one such as the packaged osdface-small (AutoencoderTiny).
+ */
+export interface OSDFaceNetworks {
+  /** What manifest.json records: 'osdface-sd21' for the paper's network, else the trained model's name. */
+  architecture: string;
+  unet: Network<UNet2DConditionModel>;
+  vae: Network<AutoencoderKL | AutoencoderTiny>;
+  vre: Network<VQVAEEncoder>;
+  embeddingChange: Network<TwoLayerConv1x1>;
+  codebook: FloatTensor;
+  alphasCumprod: Float32Array;
+  timestep: number;
+  processSize: number;
+  lora: { rank: number; alpha: number; modules: number } | null;
+  close(): void;
+}
+
+/** The paper's network from the official release files. */
+export const PAPER_ARCHITECTURE = 'osdface-sd21';
+
+export interface OSDFaceRelease extends OSDFaceNetworks {
   unet: Network<UNet2DConditionModel>;
   vae: Network<AutoencoderKL>;
   vre: Network<VQVAEEncoder>;
@@ -131,6 +154,7 @@ export function loadRelease(sdDir: string, osdfaceDir: string, opts: ReleaseOpti
 
     const scheduler = new Config(loadSchedulerConfig(sdDir), path.join(sdDir, 'scheduler/scheduler_config.json'));
     return {
+      architecture: PAPER_ARCHITECTURE,
       unet: { module: unet, weights: unetWeights },
       vae: { module: vae, weights: vaeWeights },
       vre: { module: vre, weights: vreWeights },
