@@ -1,0 +1,68 @@
+/**
+ * `npm run train:default`: reproduces the packaged model models/osdface-small from the configs in
+ * this folder. Stages run in order; each resumes from its run folder (runs/osdface-small/<stage>)
+ * or, on a fresh clone, from the weights committed in state/ (optimizer moments restart from zero),
+ * and a finished stage is skipped. Then the last stage is exported (float16) into models/osdface-small
+ * with its model card.
+ *
+ *   npm run train:default [-- --minutes N] [--export-only]
+ *
+ * --minutes N stops training after N minutes (at a checkpoint, with the weights in state/), so a
+ * run that needs several working sessions goes on where it stopped.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readTrainConfig } from '../../src/train/config.js';
+import { train } from '../../src/train/run.js';
+import { exportModel } from '../../src/train/export.js';
+
+const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../recipes/osdface-small');
+const root = path.resolve(here, '../..');
+
+/** Each stage: its config, and the step it ends at (its config's `steps` sets the learning-rate schedule). */
+export const STAGES = [
+  { name: 'stage1-latent', endAt: 400 },
+  { name: 'stage2-pixel', endAt: 3000 },
+] as const;
+
+async function main(argv: string[]): Promise<number> {
+  const minutes = argv.includes('--minutes') ? Number(argv[argv.indexOf('--minutes') + 1]) : Infinity;
+  if (!(minutes > 0)) {
+    process.stderr.write('train:default: --minutes needs a positive number\n');
+    return 2;
+  }
+  const deadline = Date.now() + minutes * 60_000;
+  if (!argv.includes('--export-only')) {
+    for (const stage of STAGES) {
+      const cfg = readTrainConfig(path.join(here, `${stage.name}.json`));
+      const weightsFile = path.join(here, 'state', `${stage.name}.weights.safetensors`);
+      // The committed log goes with the committed weights, so the loss curve covers every session.
+      const log = path.join(here, 'state', `${stage.name}.log.jsonl`);
+      if (!fs.existsSync(path.join(cfg.out, 'log.jsonl')) && fs.existsSync(log)) {
+        fs.mkdirSync(cfg.out, { recursive: true });
+        fs.copyFileSync(log, path.join(cfg.out, 'log.jsonl'));
+      }
+      process.stderr.write(`train:default: ${stage.name} up to step ${stage.endAt}\n`);
+      const { trainer } = await train(cfg, { stopAt: stage.endAt, weightsFile, deadline });
+      fs.copyFileSync(path.join(cfg.out, 'log.jsonl'), log);
+      if (trainer.step < stage.endAt) {
+        process.stderr.write(`train:default: stopped at step ${trainer.step} of ${stage.name} (time limit); run again to go on\n`);
+        break;
+      }
+    }
+  }
+  const last = STAGES[STAGES.length - 1]!;
+  const lastCfg = readTrainConfig(path.join(here, `${last.name}.json`));
+  exportModel({
+    checkpoint: lastCfg.out, out: path.join(root, 'models/osdface-small'), name: 'osdface-small', force: true, float16Weights: true,
+    documents: [
+      { from: path.join(here, 'MODEL_CARD.md'), name: 'MODEL_CARD.md' },
+      { from: path.join(root, '../shared/weights/taef2/LICENSE'), name: 'LICENSE-TAEF2' },
+    ],
+    onProgress: (step, done, total) => process.stderr.write(`train:default: export [${Math.min(done + 1, total)}/${total}] ${step}\n`),
+  });
+  return 0;
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
