@@ -65,7 +65,7 @@ function faceJson(f: DetectedFace, with68: boolean) {
     box: { x: r2(f.box.x), y: r2(f.box.y), width: r2(f.box.width), height: r2(f.box.height) },
     score: Math.round(f.score * 10000) / 10000,
     landmarks: f.landmarks.map(([x, y]) => [r2(x), r2(y)]),
-    ...(with68 ? { landmarks68: f.landmarks68.map(([x, y]) => [r2(x), r2(y)]) } : {}),
+    ...(with68 ? { landmarks68: (f.landmarks68 ?? []).map(([x, y]) => [r2(x), r2(y)]) } : {}),
   };
 }
 

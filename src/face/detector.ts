@@ -34,8 +34,8 @@ export interface DetectedFace {
   score: number;
   /** The 5 alignment points, in image pixels. */
   landmarks: Landmarks5;
-  /** All 68 points (iBUG 300-W order), in image pixels. */
-  landmarks68: Point[];
+  /** All 68 points (iBUG 300-W order), in image pixels: face-api's detector only (RetinaFace has 5). */
+  landmarks68?: Point[];
 }
 
 export interface DetectOptions {
@@ -51,6 +51,12 @@ export interface DetectOptions {
    * which the detector was not trained on. Default 0.
    */
   pad?: number;
+  /**
+   * RetinaFace only: search images larger than 1024 px on their longer side at several scales
+   * (full resolution in overlapping tiles, halving down to 1024 px), which finds small faces in
+   * large photos. Default true; false runs one pass on the image downscaled to 1024 px.
+   */
+  multiScale?: boolean;
 }
 
 export interface FaceDetectorOptions {
@@ -130,7 +136,7 @@ function iou(a: Box, b: Box): number {
 }
 
 /** Pads an image by `p` pixels on every side with a constant colour. */
-function padImage(img: RgbImage, p: number, fill: readonly [number, number, number]): RgbImage {
+export function padImage(img: RgbImage, p: number, fill: readonly [number, number, number]): RgbImage {
   const W = img.width + 2 * p;
   const H = img.height + 2 * p;
   const data = new Uint8Array(W * H * 3);
@@ -143,7 +149,10 @@ function padImage(img: RgbImage, p: number, fill: readonly [number, number, numb
   return { data, width: W, height: H, channels: 3 };
 }
 
+/** face-api's SSD MobileNet V1 detector with the 68-point landmark net (`--detector ssd`). */
 export class FaceDetector {
+  readonly name = 'ssd' as const;
+
   private constructor(
     private readonly ssd: OnnxSession,
     private readonly anchors: Float32Array,
@@ -177,7 +186,7 @@ export class FaceDetector {
           ...f,
           box: { x: x0, y: y0, width: Math.max(0, x1 - x0), height: Math.max(0, y1 - y0) },
           landmarks: f.landmarks.map(shift) as Landmarks5,
-          landmarks68: f.landmarks68.map(shift),
+          landmarks68: f.landmarks68!.map(shift),
         };
       });
     }
