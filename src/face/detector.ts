@@ -52,9 +52,10 @@ export interface DetectOptions {
    */
   pad?: number;
   /**
-   * RetinaFace only: search images larger than 1024 px on their longer side at several scales
-   * (full resolution in overlapping tiles, halving down to 1024 px), which finds small faces in
-   * large photos. Default true; false runs one pass on the image downscaled to 1024 px.
+   * RetinaFace only: search the image at several scales (full resolution, in overlapping
+   * 1024-px tiles when larger, and halvings down to 320 px), taking each face from the scales
+   * where it is 32-160 px: finds small faces in large photos and places the landmarks of large
+   * faces better. Default true; false runs one pass on the image downscaled to at most 1024 px.
    */
   multiScale?: boolean;
 }

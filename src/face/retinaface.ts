@@ -57,10 +57,19 @@ export interface RecipeOptions {
   keepTopK?: number;
 }
 
-/** Side of the tiles (and of the coarsest pyramid level) in multi-scale search. */
+/** Levels larger than this (longer side) are searched in tiles of this side; single-scale search downscales to it. */
 export const TILE_SIZE = 1024;
-/** Overlap of neighbouring tiles: a face up to this size lies whole in some tile. */
+/** Overlap of neighbouring tiles: a face up to this size (more than FACE_RANGE's top) lies whole in some tile. */
 export const TILE_OVERLAP = 192;
+/** The pyramid halves the image until its longer side is at most this. */
+export const COARSEST_SIDE = 320;
+/**
+ * Face sizes (box's longer side, in pixels of a pyramid level) taken from a level: larger faces
+ * come from a coarser level (the network was trained on 300 px crops; on the real-lq crops, faces
+ * of ~300 px put the 5 points 20 px from the template, at ~150 px 11 px), smaller ones from a
+ * finer level. The finest level takes every smaller face, the coarsest every larger one.
+ */
+export const FACE_RANGE: readonly [number, number] = [32, 160];
 
 /** Tile starts along one axis: `tile`-long windows overlapping by `overlap`, the last flush with the end. */
 function tileStarts(size: number, tile: number, overlap: number): number[] {
@@ -85,12 +94,10 @@ async function resize(img: RgbImage, width: number, height: number): Promise<Rgb
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height, channels: 3 };
 }
 
-/** The pyramid scales searched for an image whose longer side is `side`: 1, 1/2... while above `tile`, then tile / side. */
-export function pyramidScales(side: number, tile = TILE_SIZE): number[] {
-  if (side <= tile) return [1];
-  const scales: number[] = [];
-  for (let s = 1; side * s > tile; s /= 2) scales.push(s);
-  scales.push(tile / side);
+/** The pyramid scales searched for an image whose longer side is `side`: 1, 1/2, 1/4... down to `coarsest` px. */
+export function pyramidScales(side: number, coarsest = COARSEST_SIDE): number[] {
+  const scales = [1];
+  while (side * scales[scales.length - 1]! > coarsest) scales.push(scales[scales.length - 1]! / 2);
   return scales;
 }
 
@@ -143,13 +150,17 @@ export class RetinaFaceDetector {
 
   /**
    * Candidates from every pyramid level and tile of `img`, in its pixels (before the final NMS).
-   * Single-scale: the image at most `tile` px on its longer side (downscaled if larger).
+   * Multi-scale: the levels of `pyramidScales`, each face from the levels where its size is in
+   * FACE_RANGE; levels larger than `tile` in overlapping tiles. Single-scale: the image at most
+   * `tile` px on its longer side (downscaled if larger), every face.
    */
   async candidates(img: RgbImage, multiScale: boolean, tile = TILE_SIZE, overlap = TILE_OVERLAP, opts: RecipeOptions = {}): Promise<RawDetection[]> {
     const side = Math.max(img.width, img.height);
-    const scales = multiScale ? pyramidScales(side, tile) : [Math.min(1, tile / side)];
+    const scales = multiScale ? pyramidScales(side) : [Math.min(1, tile / side)];
     const all: RawDetection[] = [];
-    for (const s of scales) {
+    for (const [k, s] of scales.entries()) {
+      const minFace = k > 0 ? FACE_RANGE[0] : 0;
+      const maxFace = k < scales.length - 1 ? FACE_RANGE[1] : Infinity;
       const w = Math.max(1, Math.round(img.width * s));
       const h = Math.max(1, Math.round(img.height * s));
       const level = s === 1 ? img : await resize(img, w, h);
@@ -166,6 +177,8 @@ export class RetinaFaceDetector {
             // a face cut by a tile's inner edge is found whole in the neighbouring tile
             const [x1, y1, x2, y2] = d.box;
             if ((tx > 0 && x1 < 2) || (ty > 0 && y1 < 2) || (tx + tw < w && x2 > tw - 2) || (ty + th < h && y2 > th - 2)) continue;
+            const size = Math.max(x2 - x1, y2 - y1);
+            if (size < minFace || size >= maxFace) continue;
             all.push({
               score: d.score,
               box: [(x1 + tx) * sx, (y1 + ty) * sy, (x2 + tx) * sx, (y2 + ty) * sy],
@@ -180,8 +193,9 @@ export class RetinaFaceDetector {
 
   /**
    * Faces in `img`, best score first: boxes clipped to the image, the network's 5 landmarks.
-   * `multiScale` (default true) searches images larger than 1024 px at full resolution too
-   * (tiled) as well as at coarser scales; false runs one pass at most 1024 px on the longer side.
+   * `multiScale` (default true) searches the image and its halvings down to 320 px (levels over
+   * 1024 px in tiles), so small faces are seen at full resolution and large ones at a size the
+   * network places its landmarks well; false runs one pass at most 1024 px on the longer side.
    */
   async detect(img: RgbImage, opts: DetectOptions = {}): Promise<DetectedFace[]> {
     const padFrac = opts.pad ?? 0;
