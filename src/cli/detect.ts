@@ -24,7 +24,7 @@ options:
   --single-scale       retinaface: one pass on the image downscaled to 1024 px (default: images
                        over 1024 px are also searched at full resolution in tiles, for small faces)
   --json               print JSON: [{ file, width, height, faces: [{ box, score, landmarks }] }]
-  --min-score <s>      detection threshold in (0, 1) (default 0.5)
+  --min-score <s>      detection threshold in (0, 1) (default 0.8 for retinaface, 0.5 for ssd)
   --max-faces <N>      at most N faces per image, best first (default 100)
   --pad <f>            pad the image by f times its longer side before detecting (default 0;
                        0.5 helps for tight face crops)
@@ -36,7 +36,7 @@ options:
 interface DetectArgs {
   files: string[];
   json: boolean;
-  minScore: number;
+  minScore?: number;
   maxFaces: number;
   pad: number;
   landmarks68: boolean;
@@ -62,8 +62,9 @@ function parseArgs(argv: string[]): DetectArgs | 'help' {
   if (flags.has('single-scale') && detector !== 'retinaface') throw new UsageError('--single-scale applies to --detector retinaface (ssd always runs one 512x512 pass)');
   const a: DetectArgs = {
     files: positionals, json: flags.has('json'), landmarks68: flags.has('landmarks68'), detector, singleScale: flags.has('single-scale'),
-    minScore: get('min-score', 0.5, (n) => n > 0 && n < 1), maxFaces: get('max-faces', 100, (n) => n >= 1), pad: get('pad', 0, (n) => n >= 0 && n <= 4),
+    maxFaces: get('max-faces', 100, (n) => n >= 1), pad: get('pad', 0, (n) => n >= 0 && n <= 4),
   };
+  if (flags.has('min-score')) a.minScore = get('min-score', 0.5, (n) => n > 0 && n < 1);
   if (flags.has('threads')) a.threads = get('threads', 1, (n) => n >= 1);
   if (a.files.length === 0) throw new UsageError('no image given');
   return a;
@@ -115,7 +116,7 @@ export async function main(argv: string[]): Promise<number> {
         if (args.json) results.push({ file, error: e.message });
         continue;
       }
-      const faces = await detector.detect(img, { minScore: args.minScore, maxFaces: args.maxFaces, pad: args.pad, ...(args.singleScale ? { multiScale: false } : {}) });
+      const faces = await detector.detect(img, { ...(args.minScore !== undefined ? { minScore: args.minScore } : {}), maxFaces: args.maxFaces, pad: args.pad, ...(args.singleScale ? { multiScale: false } : {}) });
       if (args.json) {
         results.push({ file, width: img.width, height: img.height, faces: faces.map((f) => faceJson(f, args.landmarks68)) });
       } else {

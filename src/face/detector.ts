@@ -39,7 +39,7 @@ export interface DetectedFace {
 }
 
 export interface DetectOptions {
-  /** Keep detections scoring above this (default 0.5). */
+  /** Keep detections scoring above this (default 0.8 for RetinaFace, 0.5 for face-api's SSD). */
   minScore?: number;
   /** At most this many faces, best first (default 100). */
   maxFaces?: number;
