@@ -57,8 +57,8 @@ Run \`osdface <command> --help\` for a command's options.
 
 const RESTORE_USAGE = `usage: osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
 
-Restores the faces in photos: every face is found (face-api SSD MobileNet V1 + 68-point
-landmarks), aligned to the FFHQ 5-point template, restored, and pasted back with a soft mask;
+Restores the faces in photos: every face is found (RetinaFace and its 5 landmarks, or
+--detector ssd), aligned to the FFHQ 5-point template, restored, and pasted back with a soft mask;
 the rest of the photo is kept as it is (or only upscaled). A photo without a face is written
 unchanged, with a notice. With --aligned, each image is taken as one aligned face crop (no
 detection). EXIF orientation is applied; grey and 16-bit images are read as 8-bit RGB.
