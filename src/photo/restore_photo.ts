@@ -14,7 +14,7 @@
 import sharp from 'sharp';
 import type { RgbImage } from '../image/io.js';
 import { EsrganUpscaler, type EsrganScale, type EsrganTileOptions } from './esrgan.js';
-import type { Box, DetectOptions, DetectedFace, Landmarks5 } from '../face/detector.js';
+import type { Box, DetectOptions, Landmarks5 } from '../face/detector.js';
 import { loadDetector, parseDetectorName, type Detector, type DetectorName } from '../face/detectors.js';
 import { affineScale, alignFace, applyAffine, composeAffine, FFHQ_BORDER_FILL, invertAffine, type Affine } from '../face/align.js';
 
@@ -37,7 +37,7 @@ export interface RestorePhotoOptions {
    * or 'none' (nearest neighbour, so the background pixels are only repeated).
    */
   background?: BackgroundUpsampler;
-  /** ONNX Runtime threads for the 'esrgan' background (default: all cores). */
+  /** ONNX Runtime threads for the 'esrgan' background and a detector loaded by name (default: all cores). */
   threads?: number;
   /** Restore only the face nearest the image centre. */
   onlyCenterFace?: boolean;
