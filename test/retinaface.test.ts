@@ -16,7 +16,8 @@ import { MNET_PRIORS, priorBoxes } from '../src/face/priors.js';
 import { DEFAULT_DETECTOR, loadDetector, parseDetectorName } from '../src/face/detectors.js';
 import { FFHQ_TEMPLATE_512 } from '../src/face/align.js';
 import { restorePhoto } from '../src/photo/restore_photo.js';
-import { repoRoot, shared, tempDir } from './helpers.js';
+import { convertParityA, noFixtures, repoRoot, shared, tempDir } from './helpers.js';
+import { OSDFace } from '../src/osdface.js';
 
 const fixture = path.join(shared, 'fixtures/retinaface');
 const realLq = path.join(shared, 'data/real-lq');
@@ -187,4 +188,21 @@ test('--detector on the command line: ssd and retinaface selectable, unknown nam
   assert.equal(aligned.status, 2);
   assert.match(aligned.stderr, /--detector applies to whole photos/);
   assert.match(osdface('restore', '--help').stdout, /--detector retinaface\|ssd/);
+});
+
+test("OSDFace.restorePhoto: detector 'ssd' by name, RetinaFace by default; bad names rejected", { skip: skip || noFixtures }, async (t) => {
+  const dir = path.join(tempDir(t), 'model');
+  await convertParityA(dir);
+  const model = await OSDFace.load(dir, { threads: 1 });
+  try {
+    const file = path.join(whole, 'codeformer_01.jpg');
+    const byDefault = await model.restorePhoto(file, { minEyeDistance: 1000 });
+    const bySsd = await model.restorePhoto(file, { detector: 'ssd', minEyeDistance: 1000 });
+    assert.equal(byDefault.faces.length, 4, 'RetinaFace: the four faces');
+    assert.equal(bySsd.faces.length, 5, "face-api's SSD: the four faces and a hand");
+    assert.ok(byDefault.faces.every((f) => f.status === 'too-small'), 'nothing restored: only detection differs');
+    await assert.rejects(model.restorePhoto(file, { detector: 'bogus' as 'ssd' }), /OSDFace.restorePhoto: detector: unknown face detector 'bogus'; use one of: retinaface, ssd/);
+  } finally {
+    await model.dispose();
+  }
 });

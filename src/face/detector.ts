@@ -6,7 +6,9 @@
  * (MIT; weights shipped inside the npm package), rebuilt as ONNX graphs at load time
  * (src/face/nets.ts). The 5 points come from the 68: eye centres are the means of the six
  * eye-contour points, the nose tip is point 30, the mouth corners are points 48 and 54.
- * bench/RESULTS.md ("Face detection") has the evaluation that picked them.
+ * bench/RESULTS.md ("Face detection") has the evaluation that picked them among face-api's
+ * detectors; since then RetinaFace (./retinaface.ts) is the default and this one is `--detector ssd`
+ * (./detectors.ts).
  */
 import path from 'node:path';
 import { createRequire } from 'node:module';
