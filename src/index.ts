@@ -10,6 +10,10 @@ export {
   restorePhoto, type BackgroundUpsampler, type FaceStatus, type PhotoFace, type PhotoImage, type RestoreCrops,
   type RestorePhotoOptions, type RestorePhotoResult,
 } from './photo/restore_photo.js';
+export {
+  DEFAULT_DETECTOR, DETECTOR_NAMES, loadDetector, parseDetectorName, type Detector, type DetectorName, type LoadDetectorOptions,
+} from './face/detectors.js';
+export { RetinaFaceDetector, type RetinaFaceOptions } from './face/retinaface.js';
 export { FaceDetector, type Box, type DetectedFace, type DetectOptions, type FaceDetectorOptions, type Landmarks5, type Point } from './face/detector.js';
 export { type Affine } from './face/align.js';
 export { DEFAULT_VAE_TILING, type VaeTileOptions, type VaeTiling } from './pipeline/tiling.js';

@@ -17,7 +17,7 @@ import { readManifest, type Manifest } from './pipeline/manifest.js';
 import type { OSDFacePipeline } from './pipeline/pipeline.js';
 import { resolveVaeTiling, type VaeTiling } from './pipeline/tiling.js';
 import { gaussianNoise } from './pipeline/random.js';
-import { FaceDetector } from './face/detector.js';
+import { DEFAULT_DETECTOR, loadDetector, parseDetectorName, type Detector, type DetectorName } from './face/detectors.js';
 import { restorePhoto, type PhotoFace, type PhotoImage, type RestorePhotoOptions } from './photo/restore_photo.js';
 import { floatTensor, type FloatTensor } from './tensor.js';
 
@@ -157,8 +157,8 @@ interface Item {
 export class OSDFace {
   private disposed = false;
   private readonly inFlight = new Set<Promise<unknown>>();
-  /** The face detector restorePhoto loads on first use (released by dispose). */
-  private detectorLoad: Promise<FaceDetector> | null = null;
+  /** The face detectors restorePhoto loads on first use, by name (released by dispose). */
+  private readonly detectorLoads = new Map<DetectorName, Promise<Detector>>();
 
   private constructor(
     private readonly pipeline: OSDFacePipeline,
@@ -239,8 +239,9 @@ export class OSDFace {
   }
 
   /**
-   * Restores the faces of a whole photo: detects them (face-api SSD MobileNet V1 + 68-point
-   * landmarks, loaded on first use with the model's threads, or `opts.detector`), aligns each to
+   * Restores the faces of a whole photo: detects them (RetinaFace by default, or `opts.detector`:
+   * 'ssd' for face-api's SSD MobileNet V1, or a loaded detector; loaded on first use with the
+   * model's threads and kept until dispose), aligns each to
    * the FFHQ 5-point template at the model's process size, restores the crops with this model
    * (as `restore` does) and pastes them back with soft masks into the photo, upscaled by
    * `opts.upscale` (1, 2 or 4; background 'lanczos', 'esrgan' or 'none'). Pixels outside every face mask are
@@ -265,11 +266,11 @@ export class OSDFace {
     if (this.disposed) return;
     this.disposed = true;
     await Promise.allSettled([...this.inFlight]);
-    const detector = this.detectorLoad;
-    this.detectorLoad = null;
+    const detectors = [...this.detectorLoads.values()];
+    this.detectorLoads.clear();
     await Promise.all([
       this.pipeline.dispose(),
-      detector?.then((d) => d.dispose(), () => undefined),
+      ...detectors.map((p) => p.then((d) => d.dispose(), () => undefined)),
     ]);
   }
 
@@ -292,19 +293,24 @@ export class OSDFace {
       }
       return out;
     };
-    const detector = photoOpts.detector ?? (photoOpts.faces ? undefined : await this.detector());
+    const named = photoOpts.detector === undefined || typeof photoOpts.detector === 'string'
+      ? parseDetectorName(photoOpts.detector ?? DEFAULT_DETECTOR, 'OSDFace.restorePhoto: detector')
+      : undefined;
+    const detector = named === undefined ? photoOpts.detector : (photoOpts.faces ? undefined : await this.detector(named));
     const threads = photoOpts.threads ?? this.threads;
     const res = await restorePhoto(image, restoreCrops, { ...photoOpts, faceSize: this.processSize, ...(detector ? { detector } : {}), ...(threads !== undefined ? { threads } : {}) });
     return base === undefined ? res : { ...res, seed: base };
   }
 
-  private detector(): Promise<FaceDetector> {
-    if (!this.detectorLoad) {
-      this.detectorLoad = FaceDetector.load(this.threads !== undefined ? { threads: this.threads } : {});
+  private detector(name: DetectorName): Promise<Detector> {
+    let load = this.detectorLoads.get(name);
+    if (!load) {
+      load = loadDetector(name, this.threads !== undefined ? { threads: this.threads } : {});
+      this.detectorLoads.set(name, load);
       // a failed load is not cached: the next call tries again
-      this.detectorLoad.catch(() => { this.detectorLoad = null; });
+      load.catch(() => { this.detectorLoads.delete(name); });
     }
-    return this.detectorLoad;
+    return load;
   }
 
   private async restoreList(inputs: readonly OSDFaceInput[], opts: OSDFaceRestoreOptions): Promise<RestoredImage[]> {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `osdface detect <image>... [--json]`: the faces in each image, with box, score and the 5
+ * `osdface detect <image>... [--json] [--detector retinaface|ssd]`: the faces in each image, with box, score and the 5
  * alignment landmarks in image coordinates (after the EXIF orientation is applied).
  *
  * Exit codes: 0 every image was read (faces or not); 1 some image could not be read; 2 usage.
@@ -9,21 +9,26 @@ import fs from 'node:fs';
 import { ArgumentError as UsageError, parseFlags } from './args.js';
 import { fileURLToPath } from 'node:url';
 import { decodeImage, ImageError } from '../image/io.js';
-import { FaceDetector, type DetectedFace } from '../face/detector.js';
+import type { DetectedFace } from '../face/detector.js';
+import { DEFAULT_DETECTOR, DETECTOR_NAMES, isDetectorName, loadDetector, type DetectorName } from '../face/detectors.js';
 
 export const DETECT_USAGE = `usage: osdface detect <image>... [options]
 
 Finds faces and their 5 alignment landmarks (left eye, right eye, nose tip, left and right mouth
 corner; left/right as seen in the image), in pixels of the image as displayed (EXIF orientation
-applied). Model: face-api's SSD MobileNet V1 detector and 68-point landmark net, on ONNX Runtime.
+applied). Models (on ONNX Runtime): RetinaFace-mobilenet0.25 with its own 5 landmarks (default),
+or face-api's SSD MobileNet V1 detector and 68-point landmark net (--detector ssd).
 
 options:
+  --detector <name>    retinaface (default) or ssd
+  --single-scale       retinaface: one pass on the image downscaled to 1024 px (default: images
+                       over 1024 px are also searched at full resolution in tiles, for small faces)
   --json               print JSON: [{ file, width, height, faces: [{ box, score, landmarks }] }]
-  --min-score <s>      detection threshold in (0, 1) (default 0.5)
+  --min-score <s>      detection threshold in (0, 1) (default 0.8 for retinaface, 0.5 for ssd)
   --max-faces <N>      at most N faces per image, best first (default 100)
   --pad <f>            pad the image by f times its longer side before detecting (default 0;
                        0.5 helps for tight face crops)
-  --landmarks68        also print all 68 landmarks
+  --landmarks68        also print all 68 landmarks (--detector ssd only)
   --threads <N>        ONNX Runtime threads (default: all cores)
   -h, --help           this help
 `;
@@ -31,16 +36,18 @@ options:
 interface DetectArgs {
   files: string[];
   json: boolean;
-  minScore: number;
+  minScore?: number;
   maxFaces: number;
   pad: number;
   landmarks68: boolean;
+  detector: DetectorName;
+  singleScale: boolean;
   threads?: number;
 }
 
 function parseArgs(argv: string[]): DetectArgs | 'help' {
   const { flags, positionals } = parseFlags(argv, {
-    help: { kind: 'bool', short: 'h' }, json: { kind: 'bool' }, landmarks68: { kind: 'bool' },
+    help: { kind: 'bool', short: 'h' }, json: { kind: 'bool' }, landmarks68: { kind: 'bool' }, detector: { kind: 'string' }, 'single-scale': { kind: 'bool' },
     'min-score': { kind: 'number' }, 'max-faces': { kind: 'int' }, pad: { kind: 'number' }, threads: { kind: 'int' },
   });
   if (flags.has('help')) return 'help';
@@ -49,10 +56,15 @@ function parseArgs(argv: string[]): DetectArgs | 'help' {
     if (!ok(v)) throw new UsageError(`--${flag}: invalid value '${v}'`);
     return v;
   };
+  const detector = flags.get('detector') ?? DEFAULT_DETECTOR;
+  if (!isDetectorName(detector)) throw new UsageError(`--detector must be one of ${DETECTOR_NAMES.join(', ')}, got '${String(detector)}'`);
+  if (flags.has('landmarks68') && detector !== 'ssd') throw new UsageError(`--landmarks68 needs --detector ssd (${detector} finds 5 landmarks, not 68)`);
+  if (flags.has('single-scale') && detector !== 'retinaface') throw new UsageError('--single-scale applies to --detector retinaface (ssd always runs one 512x512 pass)');
   const a: DetectArgs = {
-    files: positionals, json: flags.has('json'), landmarks68: flags.has('landmarks68'),
-    minScore: get('min-score', 0.5, (n) => n > 0 && n < 1), maxFaces: get('max-faces', 100, (n) => n >= 1), pad: get('pad', 0, (n) => n >= 0 && n <= 4),
+    files: positionals, json: flags.has('json'), landmarks68: flags.has('landmarks68'), detector, singleScale: flags.has('single-scale'),
+    maxFaces: get('max-faces', 100, (n) => n >= 1), pad: get('pad', 0, (n) => n >= 0 && n <= 4),
   };
+  if (flags.has('min-score')) a.minScore = get('min-score', 0.5, (n) => n > 0 && n < 1);
   if (flags.has('threads')) a.threads = get('threads', 1, (n) => n >= 1);
   if (a.files.length === 0) throw new UsageError('no image given');
   return a;
@@ -65,7 +77,7 @@ function faceJson(f: DetectedFace, with68: boolean) {
     box: { x: r2(f.box.x), y: r2(f.box.y), width: r2(f.box.width), height: r2(f.box.height) },
     score: Math.round(f.score * 10000) / 10000,
     landmarks: f.landmarks.map(([x, y]) => [r2(x), r2(y)]),
-    ...(with68 ? { landmarks68: f.landmarks68.map(([x, y]) => [r2(x), r2(y)]) } : {}),
+    ...(with68 ? { landmarks68: (f.landmarks68 ?? []).map(([x, y]) => [r2(x), r2(y)]) } : {}),
   };
 }
 
@@ -83,7 +95,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(DETECT_USAGE);
     return 0;
   }
-  const detector = await FaceDetector.load(args.threads ? { threads: args.threads } : {});
+  let detector;
+  try {
+    detector = await loadDetector(args.detector, args.threads ? { threads: args.threads } : {});
+  } catch (e) {
+    process.stderr.write(`osdface detect: cannot load the ${args.detector} face detector: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
   let failed = 0;
   const results: unknown[] = [];
   try {
@@ -98,7 +116,7 @@ export async function main(argv: string[]): Promise<number> {
         if (args.json) results.push({ file, error: e.message });
         continue;
       }
-      const faces = await detector.detect(img, { minScore: args.minScore, maxFaces: args.maxFaces, pad: args.pad });
+      const faces = await detector.detect(img, { ...(args.minScore !== undefined ? { minScore: args.minScore } : {}), maxFaces: args.maxFaces, pad: args.pad, ...(args.singleScale ? { multiScale: false } : {}) });
       if (args.json) {
         results.push({ file, width: img.width, height: img.height, faces: faces.map((f) => faceJson(f, args.landmarks68)) });
       } else {

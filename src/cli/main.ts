@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { OSDFace, type RestoredImage } from '../osdface.js';
-import { FaceDetector } from '../face/detector.js';
+import { DEFAULT_DETECTOR, DETECTOR_NAMES, isDetectorName, loadDetector, type Detector } from '../face/detectors.js';
 import { sideBySide } from '../photo/compare.js';
 import type { BackgroundUpsampler, PhotoImage } from '../photo/restore_photo.js';
 import { convertRelease, type ConvertOptions } from '../pipeline/convert.js';
@@ -59,8 +59,8 @@ Run \`osdface <command> --help\` for a command's options.
 
 const RESTORE_USAGE = `usage: osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
 
-Restores the faces in photos: every face is found (face-api SSD MobileNet V1 + 68-point
-landmarks), aligned to the FFHQ 5-point template, restored, and pasted back with a soft mask;
+Restores the faces in photos: every face is found (RetinaFace and its 5 landmarks, or
+--detector ssd), aligned to the FFHQ 5-point template, restored, and pasted back with a soft mask;
 the rest of the photo is kept as it is (or only upscaled). A photo without a face is written
 unchanged, with a notice. With --aligned, each image is taken as one aligned face crop (no
 detection). EXIF orientation is applied; grey and 16-bit images are read as 8-bit RGB.
@@ -105,6 +105,8 @@ whole photos (the default):
                          how the background is upscaled: lanczos (default), esrgan (the x2/x4
                          ESRGAN-slim network of @upscalerjs/esrgan-slim, tiled) or none (pixels
                          repeated)
+  --detector retinaface|ssd
+                         face detector: retinaface (default) or ssd (face-api's SSD MobileNet V1)
   --only-center-face     restore only the face nearest the centre of the photo
   --max-faces <N>        restore at most N faces, the largest first
   --min-eye-distance <px>
@@ -416,6 +418,7 @@ const RESTORE_FLAGS: Record<string, FlagSpec> = {
   upscale: { kind: 'string', choices: ['1', '2', '4'] },
   'bg-upsampler': { kind: 'string' },
   'only-center-face': { kind: 'bool' },
+  detector: { kind: 'string' },
   'max-faces': { kind: 'int' },
   'min-eye-distance': { kind: 'number' },
   'save-faces': { kind: 'bool' },
@@ -423,7 +426,7 @@ const RESTORE_FLAGS: Record<string, FlagSpec> = {
 };
 
 /** Flags that only apply to whole photos (not to --aligned crops). */
-const PHOTO_FLAGS = ['upscale', 'bg-upsampler', 'only-center-face', 'max-faces', 'min-eye-distance', 'save-faces'] as const;
+const PHOTO_FLAGS = ['upscale', 'bg-upsampler', 'detector', 'only-center-face', 'max-faces', 'min-eye-distance', 'save-faces'] as const;
 
 const SEED_LIMIT = 2 ** 32;
 
@@ -445,6 +448,8 @@ async function restoreCommand(argv: string[]): Promise<number> {
   }
   const bg = flags.get('bg-upsampler') as string | undefined;
   if (bg !== undefined && bg !== 'lanczos' && bg !== 'esrgan' && bg !== 'none') throw usage(`--bg-upsampler must be one of lanczos, esrgan, none, got '${bg}'`);
+  const detectorName = flags.get('detector') ?? DEFAULT_DETECTOR;
+  if (!isDetectorName(detectorName)) throw usage(`--detector must be one of ${DETECTOR_NAMES.join(', ')}, got '${String(detectorName)}'`);
   if (positionals.length === 0) throw usage('no input images given');
   const modelDir = flags.get('model') as string | undefined;
   if (modelDir === undefined) throw usage(`--model <model dir> is required: a model directory converted from the official weights; ${HOW_TO_CONVERT}`);
@@ -533,7 +538,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
   };
   const started = Date.now();
   let model: OSDFace | null = null;
-  let detector: FaceDetector | null = null;
+  let detector: Detector | null = null;
   const photo: PhotoSettings = {
     latent, format, compare, batch,
     upscale: Number(flags.get('upscale') ?? 1) as 1 | 2 | 4,
@@ -556,7 +561,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
       }
       if (mode === 'photo') {
         try {
-          detector = await FaceDetector.load(threads !== undefined ? { threads } : {});
+          detector = await loadDetector(detectorName, threads !== undefined ? { threads } : {});
         } catch (e) {
           log(`cannot load the face detector: ${e instanceof Error ? e.message : String(e)} (restore aligned face crops with --aligned, which needs none)`);
           return 1;
@@ -695,7 +700,7 @@ interface PhotoSettings {
  * the face crops (--save-faces), the side-by-side (--compare) and the output, which is written
  * last. The entry ends ok or failed.
  */
-async function restorePhotoEntry(model: OSDFace, detector: FaceDetector, entry: Entry, s: PhotoSettings, progress: Progress): Promise<void> {
+async function restorePhotoEntry(model: OSDFace, detector: Detector, entry: Entry, s: PhotoSettings, progress: Progress): Promise<void> {
   const t0 = performance.now();
   let image: DecodedImage;
   try {

@@ -6,7 +6,9 @@
  * (MIT; weights shipped inside the npm package), rebuilt as ONNX graphs at load time
  * (src/face/nets.ts). The 5 points come from the 68: eye centres are the means of the six
  * eye-contour points, the nose tip is point 30, the mouth corners are points 48 and 54.
- * bench/RESULTS.md ("Face detection") has the evaluation that picked them.
+ * bench/RESULTS.md ("Face detection") has the evaluation that picked them among face-api's
+ * detectors; since then RetinaFace (./retinaface.ts) is the default and this one is `--detector ssd`
+ * (./detectors.ts).
  */
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -34,12 +36,12 @@ export interface DetectedFace {
   score: number;
   /** The 5 alignment points, in image pixels. */
   landmarks: Landmarks5;
-  /** All 68 points (iBUG 300-W order), in image pixels. */
-  landmarks68: Point[];
+  /** All 68 points (iBUG 300-W order), in image pixels: face-api's detector only (RetinaFace has 5). */
+  landmarks68?: Point[];
 }
 
 export interface DetectOptions {
-  /** Keep detections scoring above this (default 0.5). */
+  /** Keep detections scoring above this (default 0.8 for RetinaFace, 0.5 for face-api's SSD). */
   minScore?: number;
   /** At most this many faces, best first (default 100). */
   maxFaces?: number;
@@ -51,6 +53,13 @@ export interface DetectOptions {
    * which the detector was not trained on. Default 0.
    */
   pad?: number;
+  /**
+   * RetinaFace only: search the image at several scales (full resolution, in overlapping
+   * 1024-px tiles when larger, and halvings down to 320 px), taking each face from the scales
+   * where it is 32-160 px: finds small faces in large photos and places the landmarks of large
+   * faces better. Default true; false runs one pass on the image downscaled to at most 1024 px.
+   */
+  multiScale?: boolean;
 }
 
 export interface FaceDetectorOptions {
@@ -130,7 +139,7 @@ function iou(a: Box, b: Box): number {
 }
 
 /** Pads an image by `p` pixels on every side with a constant colour. */
-function padImage(img: RgbImage, p: number, fill: readonly [number, number, number]): RgbImage {
+export function padImage(img: RgbImage, p: number, fill: readonly [number, number, number]): RgbImage {
   const W = img.width + 2 * p;
   const H = img.height + 2 * p;
   const data = new Uint8Array(W * H * 3);
@@ -143,7 +152,10 @@ function padImage(img: RgbImage, p: number, fill: readonly [number, number, numb
   return { data, width: W, height: H, channels: 3 };
 }
 
+/** face-api's SSD MobileNet V1 detector with the 68-point landmark net (`--detector ssd`). */
 export class FaceDetector {
+  readonly name = 'ssd' as const;
+
   private constructor(
     private readonly ssd: OnnxSession,
     private readonly anchors: Float32Array,
@@ -177,7 +189,7 @@ export class FaceDetector {
           ...f,
           box: { x: x0, y: y0, width: Math.max(0, x1 - x0), height: Math.max(0, y1 - y0) },
           landmarks: f.landmarks.map(shift) as Landmarks5,
-          landmarks68: f.landmarks68.map(shift),
+          landmarks68: f.landmarks68!.map(shift),
         };
       });
     }

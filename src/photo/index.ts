@@ -11,6 +11,10 @@ export {
   type Box, type DetectedFace, type DetectOptions, type FaceDetectorOptions, type Landmarks5, type Point,
 } from '../face/detector.js';
 export {
+  DEFAULT_DETECTOR, DETECTOR_NAMES, loadDetector, parseDetectorName, type Detector, type DetectorName, type LoadDetectorOptions,
+} from '../face/detectors.js';
+export { RetinaFaceDetector, type RetinaFaceOptions } from '../face/retinaface.js';
+export {
   affineScale, alignFace, applyAffine, composeAffine, estimateSimilarity, FFHQ_BORDER_FILL, FFHQ_TEMPLATE_512, invertAffine,
   templateFor, warpAffine, warpPixels,
   type Affine, type AlignedFace, type AlignOptions, type EstimateOptions, type SimilarityFit,

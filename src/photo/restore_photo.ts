@@ -14,7 +14,8 @@
 import sharp from 'sharp';
 import type { RgbImage } from '../image/io.js';
 import { EsrganUpscaler, type EsrganScale, type EsrganTileOptions } from './esrgan.js';
-import { FaceDetector, type Box, type DetectOptions, type DetectedFace, type Landmarks5 } from '../face/detector.js';
+import type { Box, DetectOptions, Landmarks5 } from '../face/detector.js';
+import { loadDetector, parseDetectorName, type Detector, type DetectorName } from '../face/detectors.js';
 import { affineScale, alignFace, applyAffine, composeAffine, FFHQ_BORDER_FILL, invertAffine, type Affine } from '../face/align.js';
 
 /** Restores aligned face crops; must return one image per crop (any square size). */
@@ -36,7 +37,7 @@ export interface RestorePhotoOptions {
    * or 'none' (nearest neighbour, so the background pixels are only repeated).
    */
   background?: BackgroundUpsampler;
-  /** ONNX Runtime threads for the 'esrgan' background (default: all cores). */
+  /** ONNX Runtime threads for the 'esrgan' background and a detector loaded by name (default: all cores). */
   threads?: number;
   /** Restore only the face nearest the image centre. */
   onlyCenterFace?: boolean;
@@ -48,8 +49,11 @@ export interface RestorePhotoOptions {
   saveFaces?: boolean;
   /** Side of the aligned crops handed to `restoreCrops` (default 512). */
   faceSize?: number;
-  /** A loaded detector to use (default: one is loaded for this call and released after). */
-  detector?: FaceDetector;
+  /**
+   * A loaded detector to use, or the name of one to load for this call and release after
+   * ('retinaface' or 'ssd'; default `DEFAULT_DETECTOR`, 'retinaface').
+   */
+  detector?: Detector | DetectorName;
   /** Detector options (score threshold...). */
   detect?: DetectOptions;
   /** Use these faces instead of detecting (landmarks in input pixels). */
@@ -227,11 +231,12 @@ export async function restorePhoto(image: PhotoImage, restoreCrops: RestoreCrops
   if (opts.faces) {
     found = opts.faces;
   } else {
-    const detector = opts.detector ?? (await FaceDetector.load());
+    const given = typeof opts.detector === 'object' ? opts.detector : undefined;
+    const detector = given ?? (await loadDetector(opts.detector === undefined ? undefined : parseDetectorName(opts.detector, 'restorePhoto: detector'), opts.threads !== undefined ? { threads: opts.threads } : {}));
     try {
       found = await detector.detect(image, opts.detect);
     } finally {
-      if (!opts.detector) await detector.dispose();
+      if (!given) await detector.dispose();
     }
   }
 
