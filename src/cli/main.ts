@@ -40,6 +40,7 @@ usage:
   osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
   osdface parity <fixture dir> [--json] [--skip-grad]
   osdface train --config <config.json> [--stop-at <step>]
+  osdface serve [--port 8080] [--model <dir>] [options]
   osdface --help | --version
 
 commands:
@@ -51,6 +52,7 @@ commands:
   eval      PSNR / SSIM / NIQE of restored images against ground truth
   parity    check the pipeline against a reference fixture
   train     train (or resume) from a config
+  serve     an HTTP service: POST /v1/restore, /healthz, /readyz, /metrics
 
 Run \`osdface <command> --help\` for a command's options.
 `;
@@ -157,6 +159,8 @@ async function usageOf(topic: string | undefined): Promise<string> {
       return (await import('./degrade.js')).DEGRADE_USAGE;
     case 'eval':
       return (await import('./eval.js')).EVAL_USAGE;
+    case 'serve':
+      return (await import('./serve.js')).SERVE_USAGE;
     default:
       return topic !== undefined && topic in USAGES ? USAGES[topic]! : MAIN_USAGE;
   }
@@ -921,6 +925,8 @@ async function main(argv: string[]): Promise<number> {
         return await (await import('./degrade.js')).main(rest);
       case 'eval':
         return await (await import('./eval.js')).main(rest);
+      case 'serve':
+        return await (await import('./serve.js')).main(rest);
       case '--version':
       case '-v':
         process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);
