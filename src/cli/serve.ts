@@ -26,6 +26,9 @@ options:
   --model <dir>             converted model directory (default: the packaged model)
   --workers <N>             worker threads, one model each (default: from the cores and memory)
   --threads-per-worker <N>  ONNX Runtime threads in each worker (default: cores / workers)
+  --low-memory              load the UNet only while it runs (the default for fp32 models: lower
+                            peak memory per worker, a UNet reload on every request)
+  --no-low-memory           keep the UNet loaded in each worker (faster, more memory)
   --queue <N>               requests that may wait for a worker (default ${DEFAULTS.queue})
   --timeout <s>             per-request limit, waiting included (default ${DEFAULTS.timeoutS}); 504 after it
   --max-body <MB>           largest request body (default ${DEFAULTS.maxBodyBytes / 1024 / 1024}); 413 above it
@@ -41,7 +44,7 @@ options:
 const FLAGS = {
   port: { kind: 'int' }, host: { kind: 'string' }, model: { kind: 'string' }, workers: { kind: 'int' },
   'threads-per-worker': { kind: 'int' }, queue: { kind: 'int' }, timeout: { kind: 'number' }, 'max-body': { kind: 'number' },
-  'max-pixels': { kind: 'number' }, 'api-key-file': { kind: 'string' }, grace: { kind: 'number' },
+  'max-pixels': { kind: 'number' }, 'low-memory': { kind: 'bool' }, 'no-low-memory': { kind: 'bool' }, 'api-key-file': { kind: 'string' }, grace: { kind: 'number' },
   'log-level': { kind: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] }, help: { kind: 'bool', short: 'h' },
 } as const;
 
@@ -71,6 +74,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const port = num('port');
   if (port !== undefined && port > 65535) return usageError(`--port must be from 0 to 65535, got ${port}`);
+  if (flags.has('low-memory') && flags.has('no-low-memory')) return usageError('--low-memory and --no-low-memory contradict each other; give one');
   const grace = num('grace');
   if (grace !== undefined && grace < 0) return usageError(`--grace must be 0 or more, got ${grace}`);
   const cfg: Partial<ServeConfig> = {};
@@ -90,6 +94,7 @@ export async function main(argv: string[]): Promise<number> {
   if (num('max-body') !== undefined) cfg.maxBodyBytes = Math.round(num('max-body')! * 1024 * 1024);
   if (num('max-pixels') !== undefined) cfg.maxPixels = Math.round(num('max-pixels')! * 1e6);
   if (grace !== undefined) cfg.graceS = grace;
+  if (flags.has('low-memory') || flags.has('no-low-memory')) cfg.lowMemory = flags.has('low-memory');
   if (flags.has('log-level')) cfg.logLevel = flags.get('log-level') as string;
 
   let server: Awaited<ReturnType<typeof startServer>>;

@@ -77,14 +77,17 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
   });
   const metrics = createMetrics(pool);
   const check = o.apiKey !== undefined ? bearerCheck(o.apiKey) : null;
-  let shuttingDown = false;
 
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(/^image\/[a-z0-9.+-]+$/i, { parseAs: 'buffer', bodyLimit: o.maxBodyBytes }, (_req, body, done) => done(null, body));
   await app.register(multipart, { limits: { fileSize: o.maxBodyBytes } });
   await app.register(swagger, swaggerOptions(check !== null));
 
-  app.addHook('onClose', async () => { shuttingDown = true; });
+  // Once closing, every answer closes its connection, so keep-alive clients do not hold the shutdown up.
+  const shuttingDown = () => !app.server.listening;
+  app.addHook('onSend', async (_request, reply) => {
+    if (shuttingDown()) reply.header('connection', 'close');
+  });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     if (check && request.url.split('?')[0] !== '/healthz') check(request.headers.authorization);
@@ -109,7 +112,7 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
 
   app.get('/readyz', { schema: { summary: 'readiness: the model is loaded in a worker and the queue is not full' } }, async (_request, reply) => {
     const state = { workers: pool.readyWorkers, busy: pool.busyWorkers, queued: pool.queueDepth };
-    const why = shuttingDown ? 'shutting down' : pool.readyWorkers === 0 ? 'no worker has loaded the model yet' : pool.queueFull ? 'the queue is full' : null;
+    const why = shuttingDown() ? 'shutting down' : pool.readyWorkers === 0 ? 'no worker has loaded the model yet' : pool.queueFull ? 'the queue is full' : null;
     if (why) return reply.code(503).send({ status: 'not ready', reason: why, ...state });
     return { status: 'ready', ...state };
   });

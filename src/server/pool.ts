@@ -23,6 +23,8 @@ export interface PoolOptions {
   timeoutMs: number;
   modelDir: string;
   threadsPerWorker: number;
+  /** OSDFace.load lowMemory for every worker (undefined: the model's default). */
+  lowMemory?: boolean;
   /** Seconds a refused client is told to wait (Retry-After). */
   retryAfterS?: number;
 }
@@ -142,7 +144,7 @@ export class WorkerPool extends EventEmitter {
   }
 
   private spawn(index?: number): Promise<void> {
-    const data: WorkerConfig = { modelDir: this.opts.modelDir, threads: this.opts.threadsPerWorker };
+    const data: WorkerConfig = { modelDir: this.opts.modelDir, threads: this.opts.threadsPerWorker, ...(this.opts.lowMemory !== undefined ? { lowMemory: this.opts.lowMemory } : {}) };
     const worker = new Worker(WORKER_URL, { workerData: data });
     const slot: Slot = { worker, state: 'starting', job: null };
     if (index === undefined) this.slots.push(slot);

@@ -19,6 +19,8 @@ export interface ServeConfig {
   port?: number;
   workers?: number;
   threadsPerWorker?: number;
+  /** Load the UNet only while it runs (OSDFace.load lowMemory; default: the model's, on for fp32). */
+  lowMemory?: boolean;
   /** Requests that may wait for a worker (default 16). */
   queue?: number;
   /** Per-request limit, seconds (default 120). */
@@ -50,7 +52,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const size = poolSize(cfg.modelDir, cfg.workers, cfg.threadsPerWorker);
   const queue = cfg.queue ?? DEFAULTS.queue;
   const timeoutS = cfg.timeoutS ?? DEFAULTS.timeoutS;
-  const pool = new WorkerPool({ size: size.workers, threadsPerWorker: size.threadsPerWorker, queueLimit: queue, timeoutMs: timeoutS * 1000, modelDir: cfg.modelDir });
+  const pool = new WorkerPool({ size: size.workers, threadsPerWorker: size.threadsPerWorker, queueLimit: queue, timeoutMs: timeoutS * 1000, modelDir: cfg.modelDir, ...(cfg.lowMemory !== undefined ? { lowMemory: cfg.lowMemory } : {}) });
   const { app } = await buildApp({
     pool,
     maxBodyBytes: cfg.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
@@ -82,9 +84,19 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     closing ??= (async () => {
       const graceMs = (cfg.graceS ?? DEFAULTS.graceS) * 1000;
       app.log.info({ inFlight: pool.pending, queued: pool.queueDepth, busy: pool.busyWorkers, graceS: graceMs / 1000 }, 'shutting down: no new requests, finishing the ones in flight');
+      // Fastify stops accepting (new requests on open connections get 503) and waits for the
+      // requests it has taken, which still go through the pool; after the grace period the pool
+      // fails what is left (503), so those answer too.
       const appClosed = app.close();
-      const drained = await pool.drain(graceMs);
+      let timer: NodeJS.Timeout | undefined;
+      const inTime = await Promise.race([
+        appClosed.then(() => true),
+        new Promise<boolean>((resolve) => { timer = setTimeout(resolve, graceMs, false); }),
+      ]);
+      clearTimeout(timer);
+      await pool.drain(0);
       await appClosed;
+      const drained = { finished: inTime };
       app.log.info({ finished: drained.finished }, drained.finished ? 'stopped: all work in flight was answered' : 'stopped: the grace period ran out, the rest was answered 503');
       return drained;
     })();

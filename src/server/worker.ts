@@ -10,6 +10,8 @@ import { runJob, type JobInput, type JobResult } from './job.js';
 export interface WorkerConfig {
   modelDir: string;
   threads: number;
+  /** OSDFace.load lowMemory (undefined: the model's default). */
+  lowMemory?: boolean;
 }
 
 export type ToWorker = { type: 'job'; id: number; input: JobInput };
@@ -25,7 +27,7 @@ async function main(): Promise<void> {
   let model: OSDFace;
   let detector: FaceDetector;
   try {
-    model = await OSDFace.load(cfg.modelDir, { threads: cfg.threads });
+    model = await OSDFace.load(cfg.modelDir, { threads: cfg.threads, ...(cfg.lowMemory !== undefined ? { lowMemory: cfg.lowMemory } : {}) });
     detector = await FaceDetector.load({ threads: cfg.threads });
   } catch (e) {
     port.postMessage({ type: 'load-error', message: e instanceof Error ? e.message : String(e) } satisfies FromWorker);
