@@ -73,8 +73,8 @@ test('16 clients, 64 requests, 2 workers, queue 8: every answer is 200 or 503 (w
   assert.equal(metric(text, 'osdface_faces_restored_total'), ok);
   assert.equal(metric(text, 'osdface_queue_depth'), 0);
 
-  // Kill the worker that picks up the next request, while it runs it.
-  server.pool.once('start', (_job: number, threadId: number) => { void server.pool.terminateWorker(threadId); });
+  // Kill (SIGKILL) the worker process that picks up the next request, while it runs it.
+  server.pool.once('start', (_job: number, pid: number) => { process.kill(pid, 'SIGKILL'); });
   const replaced = once(server.pool, 'worker-ready');
   const crashed = await restore(server.url, inputs.bigFace, { mode: 'aligned' });
   assert.equal(crashed.status, 500);

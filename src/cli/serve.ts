@@ -15,7 +15,7 @@ export const SERVE_USAGE = `usage: osdface serve [options]
 
 Serves restoration over HTTP: POST /v1/restore (the image as the body, Content-Type image/*, or
 the multipart field 'image'; options as query parameters or fields), GET /healthz, /readyz,
-/metrics (Prometheus) and /openapi.json. Logs are JSON lines on stdout. Each worker thread holds
+/metrics (Prometheus) and /openapi.json. Logs are JSON lines on stdout. Each worker process holds
 one loaded model; requests beyond the workers wait in a bounded queue, and beyond that are
 refused at once with 503 and Retry-After. SIGTERM / SIGINT: stop accepting, finish the work in
 flight, exit 0.
@@ -24,7 +24,7 @@ options:
   --port <N>                port (default ${DEFAULTS.port}; 0: any free port, printed in the log)
   --host <addr>             address to listen on (default ${DEFAULTS.host}: this machine only)
   --model <dir>             converted model directory (default: the packaged model)
-  --workers <N>             worker threads, one model each (default: from the cores and memory)
+  --workers <N>             worker processes, one model each (default: from the cores and memory)
   --threads-per-worker <N>  ONNX Runtime threads in each worker (default: cores / workers)
   --low-memory              load the UNet only while it runs (the default for fp32 models: lower
                             peak memory per worker, a UNet reload on every request)

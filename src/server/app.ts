@@ -90,7 +90,13 @@ export async function buildApp(o: AppOptions): Promise<{ app: FastifyInstance; m
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
-    if (check && request.url.split('?')[0] !== '/healthz') check(request.headers.authorization);
+    const route = request.url.split('?')[0];
+    if (check && route !== '/healthz') check(request.headers.authorization);
+    // At capacity: refuse at once, before the body is read or decoded.
+    if (request.method === 'POST' && route === '/v1/restore') {
+      const refused = pool.admissionError();
+      if (refused) throw refused;
+    }
   });
   app.addHook('onResponse', async (request, reply) => {
     const route = request.routeOptions.url ?? 'unmatched';

@@ -9,7 +9,7 @@ import type { FaceDetector } from '../face/detector.js';
 import { encodeImage, type DecodedImage } from '../image/io.js';
 import { SEED_LIMIT, type RestoreOptions } from './options.js';
 
-/** What the main thread sends: pixels decoded there (transferred, not copied), and the options. */
+/** What the server sends a worker: pixels decoded in the server (so bad images never reach a worker), and the options. */
 export interface JobInput {
   image: Pick<DecodedImage, 'data' | 'width' | 'height' | 'channels' | 'alpha' | 'sourceFormat'>;
   options: RestoreOptions;

@@ -1,21 +1,28 @@
 /**
- * A pool of worker threads, each holding one loaded model, with a bounded queue in front.
+ * A pool of worker processes (./worker.ts), each holding one loaded model, with a bounded queue.
  *
  * - `run` refuses at once (QueueFullError, 503 + Retry-After) when every worker is busy and the
  *   queue holds `queueLimit` requests; otherwise the job waits for the next free worker.
  * - Each job has a deadline (`timeoutMs`, from when it was queued): one still queued is dropped;
- *   one running is answered with a TimeoutError and its worker is terminated and replaced, so a
- *   stuck job cannot hold a worker forever.
+ *   one running is answered with a TimeoutError and its worker is killed and replaced, so a stuck
+ *   job cannot hold a worker forever.
  * - A job whose AbortSignal fires (the client went away) while queued is dropped from the queue.
- * - A worker that exits or crashes while running a job fails that job with WorkerCrashedError
- *   (never a hang); the pool starts a replacement and counts the restart.
- * - `drain` stops taking jobs and waits for the queued and running ones (up to a grace period).
+ * - A worker that exits, crashes or is killed while running a job fails that job with
+ *   WorkerCrashedError (never a hang); the pool starts a replacement and counts the restart.
+ * - `drain` stops taking jobs, waits for the queued and running ones (up to a grace period),
+ *   fails what is left and stops the workers.
+ *
+ * Workers are processes rather than worker_threads: terminating a thread while ONNX Runtime runs
+ * in it aborts the whole server (measured: "terminate called after throwing an instance of
+ * 'Napi::Error'", exit 134), so with threads a killed or timed-out worker would take every other
+ * request down with it. Killing a process is confined to that process.
  */
 import { EventEmitter } from 'node:events';
-import { Worker } from 'node:worker_threads';
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { ClientClosedError, HttpError, QueueFullError, ShuttingDownError, TimeoutError, WorkerCrashedError } from './errors.js';
 import type { JobInput, JobResult } from './job.js';
-import type { FromWorker, ToWorker, WorkerConfig } from './worker.js';
+import { WORKER_CONFIG_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './worker.js';
 
 export interface PoolOptions {
   size: number;
@@ -41,12 +48,14 @@ interface Job {
 }
 
 interface Slot {
-  worker: Worker;
+  child: ChildProcess;
   state: 'starting' | 'idle' | 'busy' | 'dead';
   job: Job | null;
 }
 
-const WORKER_URL = new URL('./worker.js', import.meta.url);
+const WORKER_FILE = fileURLToPath(new URL('./worker.js', import.meta.url));
+/** How long a worker asked to stop may take before it is killed. */
+const STOP_WAIT_MS = 10_000;
 
 export class WorkerPool extends EventEmitter {
   private readonly slots: Slot[] = [];
@@ -94,22 +103,23 @@ export class WorkerPool extends EventEmitter {
     return this.queue.length + this.busyWorkers;
   }
 
-  /** The thread ids of the workers running a job (for operators and tests). */
-  busyThreadIds(): number[] {
-    return this.slots.filter((s) => s.state === 'busy').map((s) => s.worker.threadId);
+  /** Process ids of the live workers (for operators, the bench and tests). */
+  workerPids(): number[] {
+    return this.slots.filter((s) => s.state !== 'dead' && s.child.pid !== undefined).map((s) => s.child.pid!);
   }
 
-  /** Terminates the worker with this thread id, as a crash would (its job fails, it is replaced). */
-  async terminateWorker(threadId: number): Promise<void> {
-    const s = this.slots.find((x) => x.worker.threadId === threadId);
-    if (s) await s.worker.terminate();
+  /** Why a new job would be refused right now (shutting down, queue full), or null: lets a caller refuse before reading the body. */
+  admissionError(): HttpError | null {
+    if (this.closing) return new ShuttingDownError();
+    if (this.queueFull) return new QueueFullError(this.opts.queueLimit, this.opts.retryAfterS ?? 1);
+    return null;
   }
 
   /** Runs one job on the next free worker. */
   run(input: JobInput, signal?: AbortSignal): Promise<JobResult> {
-    if (this.closing) return Promise.reject(new ShuttingDownError());
+    const refused = this.admissionError();
+    if (refused) return Promise.reject(refused);
     if (signal?.aborted) return Promise.reject(new ClientClosedError());
-    if (this.queueFull) return Promise.reject(new QueueFullError(this.opts.queueLimit, this.opts.retryAfterS ?? 1));
     return new Promise<JobResult>((resolve, reject) => {
       const job: Job = {
         id: this.nextId++, input, resolve, reject, signal, settled: false,
@@ -123,7 +133,10 @@ export class WorkerPool extends EventEmitter {
     });
   }
 
-  /** Stops taking jobs; waits for queued and running jobs up to `graceMs`, then fails the rest. Terminates the workers. */
+  /**
+   * Stops taking jobs; waits for the queued and running ones up to `graceMs`, then fails the
+   * rest (503) and stops the workers (idle ones end by themselves, busy ones are killed).
+   */
   async drain(graceMs: number): Promise<{ finished: boolean }> {
     this.closing = true;
     let finished = true;
@@ -135,32 +148,53 @@ export class WorkerPool extends EventEmitter {
       });
     }
     for (const job of this.queue.splice(0)) this.settle(job, new ShuttingDownError());
-    await Promise.all(this.slots.map(async (s) => {
-      if (s.job) this.settle(s.job, new ShuttingDownError());
-      s.state = 'dead';
-      await s.worker.terminate();
-    }));
+    await Promise.all(this.slots.map((s) => this.stopWorker(s)));
     return { finished };
   }
 
+  /** Ends one worker for good: an idle one is asked to stop (it releases its sessions), a busy or unresponsive one is killed. */
+  private async stopWorker(s: Slot): Promise<void> {
+    if (s.state === 'dead' || s.child.exitCode !== null || s.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => s.child.once('exit', () => resolve()));
+    const busy = s.job !== null;
+    if (s.job) this.settle(s.job, new ShuttingDownError());
+    s.job = null;
+    s.state = 'dead';
+    if (busy || !s.child.connected) {
+      s.child.kill('SIGKILL');
+    } else {
+      s.child.send({ type: 'stop' } satisfies ToWorker);
+      const timer = setTimeout(() => s.child.kill('SIGKILL'), STOP_WAIT_MS);
+      await exited;
+      clearTimeout(timer);
+      return;
+    }
+    await exited;
+  }
+
   private spawn(index?: number): Promise<void> {
-    const data: WorkerConfig = { modelDir: this.opts.modelDir, threads: this.opts.threadsPerWorker, ...(this.opts.lowMemory !== undefined ? { lowMemory: this.opts.lowMemory } : {}) };
-    const worker = new Worker(WORKER_URL, { workerData: data });
-    const slot: Slot = { worker, state: 'starting', job: null };
+    const cfg: WorkerConfig = { modelDir: this.opts.modelDir, threads: this.opts.threadsPerWorker, ...(this.opts.lowMemory !== undefined ? { lowMemory: this.opts.lowMemory } : {}) };
+    const child = fork(WORKER_FILE, [], {
+      serialization: 'advanced', // typed arrays cross as they are, not as JSON
+      execArgv: [],
+      env: { ...process.env, [WORKER_CONFIG_ENV]: JSON.stringify(cfg) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    const slot: Slot = { child, state: 'starting', job: null };
     if (index === undefined) this.slots.push(slot);
     else this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {
       let loaded = false;
-      worker.on('message', (m: FromWorker) => {
+      child.on('message', (m: FromWorker) => {
         if (m.type === 'ready') {
           loaded = true;
           if (slot.state === 'starting') slot.state = 'idle';
-          this.emit('worker-ready', worker.threadId);
+          this.emit('worker-ready', child.pid);
           resolve();
           this.dispatch();
         } else if (m.type === 'load-error') {
           slot.state = 'dead';
-          void worker.terminate();
+          child.kill('SIGKILL');
           reject(new Error(`a worker could not load the model: ${m.message}`));
         } else if (m.type === 'result' || m.type === 'error') {
           const job = slot.job;
@@ -172,24 +206,28 @@ export class WorkerPool extends EventEmitter {
           this.dispatch();
         }
       });
-      worker.on('error', (e) => {
-        // An uncaught exception in the worker; 'exit' follows and does the replacing.
-        this.emit('worker-error', worker.threadId, e);
+      child.on('error', (e) => {
+        // could not be started, or a message could not be sent; 'exit' follows where it ran
+        this.emit('worker-error', child.pid ?? -1, e);
       });
-      worker.on('exit', (code) => {
-        const wasLoaded = loaded;
+      child.on('exit', (code, signal) => {
         const job = slot.job;
+        const wasDead = slot.state === 'dead';
         slot.job = null;
         slot.state = 'dead';
-        if (job) this.settle(job, new WorkerCrashedError(`worker ${worker.threadId} exited with code ${code}`));
-        if (!wasLoaded) {
-          reject(new Error(`a worker stopped (exit code ${code}) before it loaded the model`));
+        const how = signal !== null ? `killed by ${signal}` : `exited with code ${code}`;
+        if (job) this.settle(job, new WorkerCrashedError(`worker process ${child.pid} ${how}`));
+        if (!loaded) {
+          reject(new Error(`a worker process stopped (${how}) before it loaded the model`));
           return;
         }
-        if (this.closing) return;
+        if (this.closing || wasDead) {
+          this.dispatch();
+          return;
+        }
         this.restarts++;
         const at = this.slots.indexOf(slot);
-        this.emit('worker-restart', worker.threadId, code);
+        this.emit('worker-restart', child.pid, how);
         this.spawn(at).catch((e: Error) => this.emit('worker-error', -1, e));
         this.dispatch();
       });
@@ -204,11 +242,8 @@ export class WorkerPool extends EventEmitter {
       slot.state = 'busy';
       slot.job = job;
       job.signal?.removeEventListener('abort', job.onAbort);
-      const msg: ToWorker = { type: 'job', id: job.id, input: job.input };
-      const transfer: ArrayBuffer[] = [job.input.image.data.buffer as ArrayBuffer];
-      if (job.input.image.alpha) transfer.push(job.input.image.alpha.buffer as ArrayBuffer);
-      slot.worker.postMessage(msg, transfer);
-      this.emit('start', job.id, slot.worker.threadId);
+      slot.child.send({ type: 'job', id: job.id, input: job.input } satisfies ToWorker);
+      this.emit('start', job.id, slot.child.pid);
     }
     if (this.pending === 0) this.emit('idle');
   }
@@ -223,13 +258,10 @@ export class WorkerPool extends EventEmitter {
       this.dispatch();
       return;
     }
-    const slot = this.slots.find((s) => s.job === job);
     this.settle(job, new TimeoutError(timeoutS, 'running'));
-    if (slot) {
-      // The model call cannot be interrupted: the worker goes, a fresh one takes its place.
-      slot.job = null;
-      void slot.worker.terminate();
-    }
+    const slot = this.slots.find((s) => s.job === job);
+    // A model call cannot be interrupted: the worker is killed, a fresh one takes its place.
+    if (slot) slot.child.kill('SIGKILL');
   }
 
   private onAbort(job: Job): void {

@@ -61,8 +61,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     ...(cfg.logLevel !== undefined ? { logLevel: cfg.logLevel } : {}),
     ...(cfg.logStream !== undefined ? { logStream: cfg.logStream } : {}),
   });
-  pool.on('worker-restart', (threadId: number, exitCode: number) => app.log.warn({ threadId, exitCode }, 'worker stopped; starting a replacement'));
-  pool.on('worker-error', (threadId: number, err: Error) => app.log.error({ threadId, err }, 'worker error'));
+  pool.on('worker-restart', (pid: number, how: string) => app.log.warn({ workerPid: pid, how }, 'worker stopped; starting a replacement'));
+  pool.on('worker-error', (pid: number, err: Error) => app.log.error({ workerPid: pid, err }, 'worker error'));
   pool.on('dropped', (job: number) => app.log.info({ job }, 'client went away: request dropped from the queue'));
 
   await app.listen({ host: cfg.host ?? DEFAULTS.host, port: cfg.port ?? DEFAULTS.port });
@@ -87,6 +87,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       // Fastify stops accepting (new requests on open connections get 503) and waits for the
       // requests it has taken, which still go through the pool; after the grace period the pool
       // fails what is left (503), so those answer too.
+      const deadline = Date.now() + graceMs;
       const appClosed = app.close();
       let timer: NodeJS.Timeout | undefined;
       const inTime = await Promise.race([
@@ -94,9 +95,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         new Promise<boolean>((resolve) => { timer = setTimeout(resolve, graceMs, false); }),
       ]);
       clearTimeout(timer);
-      await pool.drain(0);
+      // Jobs whose clients left are still running: they get the rest of the grace period.
+      const left = await pool.drain(Math.max(0, deadline - Date.now()));
       await appClosed;
-      const drained = { finished: inTime };
+      const drained = { finished: inTime && left.finished };
       app.log.info({ finished: drained.finished }, drained.finished ? 'stopped: all work in flight was answered' : 'stopped: the grace period ran out, the rest was answered 503');
       return drained;
     })();
