@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -83,4 +83,27 @@ test('osdface serve: API key on every route but /healthz; SIGTERM finishes the w
   assert.ok(down.inFlight! >= 2, `in flight at SIGTERM: ${down.inFlight}`);
   assert.equal(logs.find((l) => l.msg.startsWith('stopped'))!.finished, true);
   await assert.rejects(fetch(`${base}/healthz`), 'the port is closed');
+});
+
+test('osdface serve: --help, usage errors and an unusable model directory exit before listening', { skip: noFixtures }, (t) => {
+  const dir = tempDir(t, 'osdface-serve-usage-');
+  const run = (...args: string[]) => spawnSync(process.execPath, [path.join(repoRoot, 'dist/src/cli/main.js'), ...args], { encoding: 'utf8' });
+  const help = run('serve', '--help');
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /usage: osdface serve \[options\]/);
+  assert.match(help.stdout, /--api-key-file <file>/);
+  assert.match(run('help', 'serve').stdout, /usage: osdface serve/);
+  assert.match(run('--help').stdout, /serve {5}an HTTP service/);
+  const zero = run('serve', '--model', dir, '--workers', '0');
+  assert.equal(zero.status, 2);
+  assert.match(zero.stderr, /--workers must be greater than 0, got 0/);
+  const port = run('serve', '--model', dir, '--port', '70000');
+  assert.equal(port.status, 2);
+  assert.match(port.stderr, /--port must be from 0 to 65535/);
+  const model = run('serve', '--model', dir, '--port', '0');
+  assert.equal(model.status, 2);
+  assert.match(model.stderr, new RegExp(`${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*manifest`));
+  const noKey = run('serve', '--model', dir, '--api-key-file', path.join(dir, 'missing'));
+  assert.equal(noKey.status, 2);
+  assert.match(noKey.stderr, /--api-key-file .*missing: cannot read it \(ENOENT\)/);
 });
