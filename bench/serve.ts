@@ -1,10 +1,12 @@
 /**
- * `npm run bench:serve -- [--model DIR] [--duration S] [--workers 1,2,4] [--no-low-memory] [--out FILE]`:
+ * `npm run bench:serve -- [--model DIR] [--duration S] [--workers 1,2,4 | none] [--capacity R] [--no-low-memory] [--out FILE]`:
  * load on `osdface serve` over loopback with autocannon, bounded in time. For each worker count
  * (a fresh server process each, one ONNX thread per worker): throughput and p50/p95/p99 latency of
- * 512x512 aligned faces, then of a whole photo (400x225, one face restored); the server's peak
- * RSS (VmHWM, workers included: they are threads); then the refusal rate over capacity (2 workers,
- * queue 4, 32 connections). The model is --model, or the packaged default (resolveModelDir).
+ * 512x512 aligned faces, then of a whole photo (400x225, one face restored), with two connections
+ * per worker; the peak RSS of the server and its worker processes (the sum of their VmHWM); then
+ * the refusal rate over capacity: 2 workers, queue 4, requests offered open-loop at 3 times the
+ * measured 2-worker rate (or --capacity R times 3). The model is --model, or the packaged default
+ * (resolveModelDir). Output: a markdown table on stdout, the rows as JSON with --out.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -76,7 +78,7 @@ function percentile(sorted: number[], p: number): number {
 
 interface LoadResult { ok: number; refused: number; other: number; rps: number; p50: number; p95: number; p99: number; seconds: number }
 
-async function load(url: string, body: Buffer, contentType: string, connections: number, run: { duration: number; overallRate?: number } | { amount: number }): Promise<LoadResult> {
+async function load(url: string, body: Buffer, contentType: string, connections: number, run: { duration: number } | { amount: number }): Promise<LoadResult> {
   const latencies: number[] = [];
   let ok = 0;
   let refused = 0;
@@ -98,13 +100,47 @@ async function load(url: string, body: Buffer, contentType: string, connections:
   return { ok, refused, other, rps: ok / seconds, p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), seconds };
 }
 
+/**
+ * Open-loop load: a request every 1/rate seconds for `duration` seconds, whatever the answers (as
+ * independent clients arrive), so the offered rate stays above capacity; closed-loop autocannon
+ * connections would slow down to the service's pace, or spin on instant 503s.
+ */
+async function offer(url: string, body: Buffer, contentType: string, rate: number, duration: number): Promise<LoadResult> {
+  const latencies: number[] = [];
+  let ok = 0;
+  let refused = 0;
+  let other = 0;
+  const sent: Promise<void>[] = [];
+  const t0 = performance.now();
+  for (let k = 0; k < Math.round(rate * duration); k++) {
+    const due = t0 + (k * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const start = performance.now();
+    sent.push(fetch(url, { method: 'POST', body: new Uint8Array(body), headers: { 'content-type': contentType } }).then(async (res) => {
+      await res.arrayBuffer();
+      if (res.status === 200) {
+        ok++;
+        latencies.push(performance.now() - start);
+      } else if (res.status === 503) refused++;
+      else other++;
+    }, () => { other++; }));
+  }
+  await Promise.all(sent);
+  latencies.sort((a, b) => a - b);
+  const seconds = (performance.now() - t0) / 1000;
+  return { ok, refused, other, rps: ok / seconds, p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), seconds };
+}
+
 async function main(): Promise<void> {
   const { flags } = parseFlags(process.argv.slice(2), {
-    model: { kind: 'string' }, duration: { kind: 'number' }, workers: { kind: 'string' }, 'no-low-memory': { kind: 'bool' }, out: { kind: 'string' },
+    model: { kind: 'string' }, duration: { kind: 'number' }, workers: { kind: 'string' }, 'no-low-memory': { kind: 'bool' }, out: { kind: 'string' }, capacity: { kind: 'number' },
   });
   const modelDir = resolveModelDir(flags.get('model') as string | undefined);
   const duration = (flags.get('duration') as number | undefined) ?? 10;
-  const workerCounts = ((flags.get('workers') as string | undefined) ?? '1,2,4').split(',').map(Number);
+  const workerList = (flags.get('workers') as string | undefined) ?? '1,2,4';
+  const workerCounts = workerList === 'none' ? [] : workerList.split(',').map(Number);
+  const capacityFlag = flags.get('capacity') as number | undefined;
   const extra = flags.has('no-low-memory') ? ['--no-low-memory'] : [];
   const face = await sharp(path.join(shared, 'data/faces-hq/test/ffhq_00000.png')).resize(512, 512).png().toBuffer();
   const photo = fs.readFileSync(path.join(shared, 'data/whole/codeformer_03.jpg'));
@@ -128,15 +164,14 @@ async function main(): Promise<void> {
       await server.stop();
     }
   }
-  // Over capacity: 2 workers, room for 4 waiting, 32 connections offering 3x what 2 workers
-  // served above (a client that retried at once on every 503 would only measure how fast 503s go).
-  const capacity = (rows.find((r) => r.workers === 2 && r.input === 'aligned 512') as LoadResult | undefined)?.rps ?? 1;
+  // Over capacity: 2 workers, room for 4 waiting, offered 3x what 2 workers served above.
+  const capacity = (rows.find((r) => r.workers === 2 && r.input === 'aligned 512') as LoadResult | undefined)?.rps ?? capacityFlag ?? 1;
   const offered = Math.max(1, Math.round(3 * capacity * 10) / 10);
   const server = await startServer(modelDir, ['--workers', '2', '--threads-per-worker', '1', '--queue', '4', ...extra]);
   try {
     await load(`${server.url}/v1/restore?mode=aligned`, face, 'image/png', 2, { amount: 4 });
-    const r = await load(`${server.url}/v1/restore?mode=aligned`, face, 'image/png', 32, { duration, overallRate: offered });
-    const row = { workers: 2, input: `aligned 512, offered ${offered} req/s, queue 4`, connections: 32, ...r, refusalRate: r.refused / (r.ok + r.refused + r.other), peakRssMb: peakRssMb(server.child.pid!) };
+    const r = await offer(`${server.url}/v1/restore?mode=aligned`, face, 'image/png', offered, duration);
+    const row = { workers: 2, input: `aligned 512, ${offered} req/s offered (open loop), queue 4`, connections: '-', ...r, refusalRate: r.refused / (r.ok + r.refused + r.other), peakRssMb: peakRssMb(server.child.pid!) };
     rows.push(row);
     log(JSON.stringify(row));
   } finally {

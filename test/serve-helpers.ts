@@ -19,7 +19,7 @@ export interface Inputs {
   group: Buffer;
   /** An aligned face, 1024 x 1024 PNG (slow enough to be caught mid-run). */
   bigFace: Buffer;
-  /** A 67-byte PNG whose header declares 50000 x 50000 pixels. */
+  /** A 90-byte PNG whose header declares 50000 x 50000 pixels. */
   bomb: Buffer;
   /** The face PNG cut in half. */
   truncated: Buffer;
