@@ -204,6 +204,7 @@ function badCases(): [string, () => Promise<import('./serve-helpers.js').Answer>
     ['no body', () => fetch(`${base}/v1/restore`, { method: 'POST' }).then(wrap), 400, 'missing_body', /no image/],
     ['empty body', () => restore(base, Buffer.alloc(0)), 400, 'missing_body', /no image/],
     ['not an image', () => restore(base, Buffer.from('this is not an image, just text '.repeat(20))), 422, 'invalid_image', /not an image .*unsupported or unrecognised image format/],
+    ['an SVG (rendered formats are refused)', () => restore(base, Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><image href="file:///etc/hostname" width="64" height="64"/></svg>'), {}, { 'content-type': 'image/svg+xml' }), 422, 'invalid_image', /images in the svg format are not accepted; send jpeg, png, webp/],
     ['truncated image', () => restore(base, inputs.truncated, { mode: 'aligned' }), 422, 'invalid_image', /cannot be decoded \(truncated or corrupt\?\)/],
     ['image bomb', () => restore(base, inputs.bomb), 413, 'image_too_large', /50000x50000 = 2500\.0 megapixels, over the limit of 4\.0 \(--max-pixels\)/],
     ['body over --max-body', () => restore(base, Buffer.alloc(2 * MAX_BODY, 1)), 413, 'body_too_large', /--max-body/],

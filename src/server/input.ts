@@ -17,6 +17,12 @@ export interface RequestImage {
   fields: Record<string, unknown>;
 }
 
+/**
+ * Raster formats a request may send (sharp's names). Vector and document formats (svg, pdf), which
+ * sharp would render and which can reference other files, and its debugging formats are refused.
+ */
+export const ACCEPTED_FORMATS = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif', 'jp2', 'jxl'] as const;
+
 const bad = (code: 'missing_body' | 'invalid_image' | 'invalid_option', msg: string) => new HttpError(code === 'invalid_image' ? 422 : 400, code, msg);
 
 /** The image bytes and multipart fields of the request; `maxBytes` is --max-body. */
@@ -55,11 +61,15 @@ export async function readRequestImage(request: FastifyRequest, maxBytes: number
 export async function decodeChecked(bytes: Buffer, maxPixels: number): Promise<DecodedImage> {
   let width: number | undefined;
   let height: number | undefined;
+  let format: string | undefined;
   try {
-    ({ width, height } = await sharp(bytes, { limitInputPixels: false }).metadata());
+    ({ width, height, format } = await sharp(bytes, { limitInputPixels: false }).metadata());
   } catch (e) {
     const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
     throw bad('invalid_image', `the body is not an image osdface can read (png, jpeg, webp, tiff, gif, avif...): ${/unsupported image format/i.test(msg) ? 'unsupported or unrecognised image format' : msg}`);
+  }
+  if (!(ACCEPTED_FORMATS as readonly string[]).includes(format ?? '')) {
+    throw bad('invalid_image', `images in the ${format ?? 'unknown'} format are not accepted; send ${ACCEPTED_FORMATS.join(', ')}`);
   }
   if (!width || !height) throw bad('invalid_image', 'the image header does not give its width and height');
   if (width * height > maxPixels) {
