@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { startServer, type RunningServer } from '../src/server/server.js';
 import { WorkerPool } from '../src/server/pool.js';
 import { buildApp } from '../src/server/app.js';
+import { modelBytes, poolSize, workerMemoryEstimate } from '../src/server/sizing.js';
 import { convertParityA, noFixtures } from './helpers.js';
 import { get, makeInputs, metric, restore, type Inputs } from './serve-helpers.js';
 
@@ -138,4 +139,14 @@ test('a full queue is refused at once with 503 + Retry-After; a client that goes
   assert.equal(late.status, 504);
   assert.equal(late.json().error.code, 'timeout');
   assert.match(late.json().error.message, /waited in the queue longer than the 0\.2 s limit \(--timeout\)/);
+});
+
+test('pool size: from --workers, else from the cores and the memory a worker needs', { skip }, () => {
+  const perWorker = workerMemoryEstimate(modelBytes(modelDir));
+  assert.deepEqual(poolSize(modelDir, 3, undefined, 8, 1e12), { workers: 3, threadsPerWorker: 2, reason: '--workers' });
+  assert.equal(poolSize(modelDir, undefined, undefined, 8, 100 * perWorker).workers, 8, 'memory for many: one per core');
+  assert.equal(poolSize(modelDir, undefined, 2, 8, 100 * perWorker).workers, 4, 'two threads each: half as many');
+  const tight = poolSize(modelDir, undefined, undefined, 8, 2.5 * perWorker);
+  assert.deepEqual([tight.workers, tight.threadsPerWorker], [2, 4], 'memory for two: two workers with the cores shared out');
+  assert.equal(poolSize(modelDir, undefined, undefined, 8, 0.1 * perWorker).workers, 1, 'always at least one');
 });
