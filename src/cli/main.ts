@@ -41,6 +41,7 @@ usage:
   osdface parity <fixture dir> [--json] [--skip-grad]
   osdface train --config <config.json> [--stop-at <step>]
   osdface export --checkpoint <run folder> -o <model dir>
+  osdface serve [--port 8080] [--model <dir>] [options]
   osdface --help | --version
 
 commands:
@@ -53,6 +54,7 @@ commands:
   parity    check the pipeline against a reference fixture
   train     train (or resume) from a config
   export    turn a training run into a model directory
+  serve     an HTTP service: POST /v1/restore, /healthz, /readyz, /metrics
 
 Run \`osdface <command> --help\` for a command's options.
 `;
@@ -163,6 +165,8 @@ async function usageOf(topic: string | undefined): Promise<string> {
       return (await import('./eval.js')).EVAL_USAGE;
     case 'export':
       return (await import('./export.js')).EXPORT_USAGE;
+    case 'serve':
+      return (await import('./serve.js')).SERVE_USAGE;
     default:
       return topic !== undefined && topic in USAGES ? USAGES[topic]! : MAIN_USAGE;
   }
@@ -932,6 +936,8 @@ async function main(argv: string[]): Promise<number> {
         return await (await import('./eval.js')).main(rest);
       case 'export':
         return await (await import('./export.js')).main(rest);
+      case 'serve':
+        return await (await import('./serve.js')).main(rest);
       case '--version':
       case '-v':
         process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);
