@@ -42,6 +42,7 @@ usage:
   osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
   osdface parity <fixture dir> [--json] [--skip-grad]
   osdface train --config <config.json> [--stop-at <step>]
+  osdface queue submit | worker | collect | status --redis <url> [options]
   osdface --help | --version
 
 commands:
@@ -53,6 +54,7 @@ commands:
   eval      PSNR / SSIM / NIQE of restored images against ground truth
   parity    check the pipeline against a reference fixture
   train     train (or resume) from a config
+  queue     restore many images on many machines through a Redis queue (BullMQ)
 
 Run \`osdface <command> --help\` for a command's options.
 `;
@@ -159,6 +161,8 @@ async function usageOf(topic: string | undefined): Promise<string> {
       return (await import('./degrade.js')).DEGRADE_USAGE;
     case 'eval':
       return (await import('./eval.js')).EVAL_USAGE;
+    case 'queue':
+      return (await import('./queue.js')).QUEUE_USAGE;
     default:
       return topic !== undefined && topic in USAGES ? USAGES[topic]! : MAIN_USAGE;
   }
@@ -758,6 +762,8 @@ async function main(argv: string[]): Promise<number> {
         return await (await import('./degrade.js')).main(rest);
       case 'eval':
         return await (await import('./eval.js')).main(rest);
+      case 'queue':
+        return await (await import('./queue.js')).main(rest);
       case '--version':
       case '-v':
         process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);
