@@ -12,12 +12,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { convertParityA, noFixtures, repoRoot } from './helpers.js';
+import { freePort, startRedisServer, type RedisServer } from '../src/queue/redis_server.js';
 
 const cli = path.join(repoRoot, 'dist/src/cli/main.js');
 const haveRedis = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' }).status === 0;
@@ -36,41 +36,6 @@ before(async () => {
 after(() => {
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** A redis-server on 127.0.0.1:`port` keeping its append-only file in `dir`; resolves once it accepts connections. */
-async function startRedis(dir: string, port: number): Promise<ChildProcess> {
-  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('Ready to accept connections')) resolve();
-    };
-    p.stdout!.on('data', onData);
-    p.once('exit', (code) => reject(new Error(`redis-server exited (${code}) before it was ready:\n${out}`)));
-  });
-  p.removeAllListeners('exit');
-  return p;
-}
-
-/** SIGTERM: redis-server writes its append-only file and exits. */
-async function stopRedis(p: ChildProcess): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once('exit', r));
-  p.kill('SIGTERM');
-  await exited;
-}
 
 function osdface(args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
@@ -164,14 +129,14 @@ test('queue: 30 images, 2 workers, kill -9, Redis restart, a corrupt image, subm
   fs.mkdirSync(redisDir);
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
-  let redisServer = await startRedis(redisDir, port);
+  let redisServer: RedisServer = await startRedisServer(redisDir, port);
   const workers: Proc[] = [];
   const redis = new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true });
   redis.on('error', () => {});
   t.after(async () => {
     for (const w of workers) w.kill('SIGKILL');
     redis.disconnect();
-    await stopRedis(redisServer);
+    await redisServer.stop();
   });
   await redis.connect();
 
@@ -207,8 +172,8 @@ test('queue: 30 images, 2 workers, kill -9, Redis restart, a corrupt image, subm
   const runId = async () => /run_id:(\w+)/.exec(await redis.info('server'))![1]!;
   const before = await runId();
   assert.ok((await redis.zcard('osdface:osdface:results')) < 30, 'Redis is restarted in the middle of the run');
-  await stopRedis(redisServer);
-  redisServer = await startRedis(redisDir, port);
+  await redisServer.stop();
+  redisServer = await startRedisServer(redisDir, port);
   assert.notEqual(await runId(), before, 'a new redis-server process');
 
   const collect = new Proc(['queue', 'collect', '--redis', url, '-o', path.join(dir, 'out'), '--wait', '--interval', '0.5', '--json']);
