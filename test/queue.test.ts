@@ -186,6 +186,8 @@ test('queue: 30 images, 2 workers, kill -9, Redis restart, a corrupt image, subm
   // The killed job was redone by B.
   const killedMeta = JSON.parse((await redis.hget(`osdface:osdface:result:${killed}`, 'meta'))!) as { worker: string };
   assert.equal(killedMeta.worker, bName, 'the job killed with worker A was restored by worker B');
+  // Collected results keep only their summary in Redis.
+  assert.deepEqual(await redis.hkeys(`osdface:osdface:result:${killed}`), ['meta'], 'collect frees the bytes it wrote');
 
   // Byte-identical to `osdface restore`.
   const ref = osdface(['restore', crops, '-o', path.join(dir, 'ref'), '--model', modelDir, '--aligned', '--threads', '1']);

@@ -64,6 +64,9 @@ collect:
                           already there with the same bytes is skipped, one with other bytes
                           is left alone and reported
   --wait                  follow the queue until nothing is pending, with a progress bar
+  --keep                  keep each result's bytes in Redis once written (default: free them;
+                          the result's summary stays until it expires, so a new submit of the
+                          image still counts it done)
   --interval <s>          --wait: seconds between looks at the queue (default 1)
   --json                  print a JSON summary on stdout
 
@@ -107,6 +110,7 @@ const COLLECT_FLAGS: Record<string, FlagSpec> = {
   ...COMMON,
   out: { kind: 'string', short: 'o' },
   wait: { kind: 'bool' },
+  keep: { kind: 'bool' },
   interval: { kind: 'number' },
   json: { kind: 'bool' },
 };
@@ -249,10 +253,10 @@ async function collectCommand(argv: string[], open: Open, log: (m: string) => vo
   const intervalMs = Math.round(positive(flags, 'interval', 1) * 1000);
   const redis = await open(redisUrl, wait);
   const { collect } = await import('../queue/collect.js');
-  const s = await collect(redis, { redisUrl, queue, outDir: path.resolve(outDir), wait, intervalMs, log });
-  log(`${s.written} written, ${s.already} already there${s.conflicts.length > 0 ? `, ${s.conflicts.length} left alone (other bytes there)` : ''}; queue ${queue}: ${s.failed} failed, ${s.pending} pending${s.failed > 0 ? ' (osdface queue status lists the failures)' : ''}`);
+  const s = await collect(redis, { redisUrl, queue, outDir: path.resolve(outDir), wait, keep: flags.has('keep'), intervalMs, log });
+  log(`${s.written} written, ${s.already} already there${s.gone.length > 0 ? `, ${s.gone.length} collected before (bytes gone from Redis)` : ''}${s.conflicts.length > 0 ? `, ${s.conflicts.length} left alone (other bytes there)` : ''}; queue ${queue}: ${s.failed} failed, ${s.pending} pending${s.failed > 0 ? ' (osdface queue status lists the failures)' : ''}`);
   if (flags.has('json')) process.stdout.write(`${JSON.stringify({ queue, out: path.resolve(outDir), ...s }, null, 2)}\n`);
-  return s.conflicts.length > 0 || (wait && s.failed > 0) ? 1 : 0;
+  return s.conflicts.length > 0 || s.gone.length > 0 || (wait && s.failed > 0) ? 1 : 0;
 }
 
 async function statusCommand(argv: string[], open: Open): Promise<number> {

@@ -8,7 +8,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { writeImageAtomic } from '../image/io.js';
 import { sha256 } from './job.js';
-import { countResults, getData, getMeta, listResults } from './results.js';
+import { countResults, dropData, getData, getMeta, listResults } from './results.js';
 import { BULL_PREFIX, redisOptions } from './redis.js';
 import { QueueProgress } from './progress.js';
 
@@ -17,6 +17,8 @@ export interface CollectOptions {
   queue: string;
   outDir: string;
   wait: boolean;
+  /** Keep each result's bytes in Redis once written (default: free them, keeping the summary). */
+  keep: boolean;
   /** --wait: ms between looks at the queue. */
   intervalMs: number;
   log: (msg: string) => void;
@@ -26,6 +28,8 @@ export interface CollectSummary {
   written: number;
   /** Results whose output was already there with the same bytes. */
   already: number;
+  /** Results collected before whose output is not in this folder; their bytes are no longer in Redis. */
+  gone: { name: string; id: string }[];
   /** Outputs already there with other bytes (left alone). */
   conflicts: { name: string; id: string }[];
   /** Jobs failed for good, when collect ended. */
@@ -41,7 +45,7 @@ export async function collect(redis: Redis, o: CollectOptions): Promise<CollectS
   const queue = new Queue(o.queue, { connection: redisOptions(o.redisUrl, o.wait), prefix: BULL_PREFIX });
   queue.on('error', () => { /* reported by the failing call */ });
   const handled = new Set<string>();
-  const s: CollectSummary = { written: 0, already: 0, conflicts: [], failed: 0, pending: 0 };
+  const s: CollectSummary = { written: 0, already: 0, gone: [], conflicts: [], failed: 0, pending: 0 };
   fs.mkdirSync(o.outDir, { recursive: true });
 
   const writeOne = async (id: string): Promise<void> => {
@@ -52,6 +56,7 @@ export async function collect(redis: Redis, o: CollectOptions): Promise<CollectS
       handled.add(id);
       if (fs.statSync(out).size === meta.bytes && sha256(fs.readFileSync(out)) === meta.sha256) {
         s.already++;
+        if (!o.keep) await dropData(redis, o.queue, id);
       } else {
         s.conflicts.push({ name: meta.name, id });
         o.log(`${out} exists with other bytes than the result of ${meta.input} (job ${id}); left as it is (move it away and collect again to get this one)`);
@@ -59,11 +64,17 @@ export async function collect(redis: Redis, o: CollectOptions): Promise<CollectS
       return;
     }
     const data = await getData(redis, o.queue, id);
-    if (data === null) return;
+    if (data === null) {
+      handled.add(id);
+      s.gone.push({ name: meta.name, id });
+      o.log(`${meta.input}: its result was collected before (into another folder?) and its bytes are no longer in Redis; ${out} is not written (submit the image to another --queue to restore it again)`);
+      return;
+    }
     if (sha256(data) !== meta.sha256) throw new Error(`the stored result of job ${id} (${meta.input}) does not match its sha256; it was not written`);
     await writeImageAtomic(out, data);
     handled.add(id);
     s.written++;
+    if (!o.keep) await dropData(redis, o.queue, id);
   };
   const pass = async (): Promise<void> => {
     const page = 500;

@@ -47,3 +47,8 @@ export async function getMeta(redis: Redis, queue: string, jobId: string): Promi
 export async function getData(redis: Redis, queue: string, jobId: string): Promise<Buffer | null> {
   return redis.hgetBuffer(resultKey(queue, jobId), 'data');
 }
+
+/** Frees a collected result's bytes; its summary stays until it expires (so a new submit still finds the image done). */
+export async function dropData(redis: Redis, queue: string, jobId: string): Promise<void> {
+  await redis.hdel(resultKey(queue, jobId), 'data');
+}
