@@ -51,6 +51,12 @@ export async function collect(redis: Redis, o: CollectOptions): Promise<CollectS
   const writeOne = async (id: string): Promise<void> => {
     const meta = await getMeta(redis, o.queue, id);
     if (meta === null) return; // expired a moment ago
+    if (meta.name !== path.basename(meta.name) || meta.name.startsWith('.') || meta.name.includes('\\')) {
+      handled.add(id);
+      s.conflicts.push({ name: meta.name, id });
+      o.log(`job ${id}: its output name '${meta.name}' is not a plain file name; not written`);
+      return;
+    }
     const out = path.join(o.outDir, meta.name);
     if (fs.existsSync(out)) {
       handled.add(id);
