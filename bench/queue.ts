@@ -70,7 +70,7 @@ async function measure(redis: Redis, url: string, kind: Measure['kind'], inputs:
   const t1 = performance.now();
   const workerArgs = ['queue', 'worker', '--redis', url, '--queue', queue,
     ...(kind === 'restore' ? ['--model', modelDir, '--threads', '1'] : ['--no-restore', '--concurrency', '4'])];
-  const procs = Array.from({ length: workers }, () => spawn(process.execPath, [cli, ...workerArgs], { stdio: ['ignore', 'ignore', 'pipe'] }));
+  const procs = Array.from({ length: workers }, () => spawn(process.execPath, [cli, ...workerArgs], { stdio: 'ignore' }));
   const out = path.join(work, `out-${queue}`);
   run(['queue', 'collect', '--redis', url, '--queue', queue, '-o', out, '--wait', '--interval', '0.2']);
   const t2 = performance.now();
@@ -99,6 +99,14 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-bench-queue-'));
   const server = await startRedisServer(work, await freePort());
   const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  // Ctrl-C / SIGTERM: stop the redis-server and remove the work folder (a terminal's Ctrl-C reaches the workers too).
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      server.process.kill('SIGTERM');
+      fs.rmSync(work, { recursive: true, force: true });
+      process.exit(130);
+    });
+  }
   const results: Measure[] = [];
   try {
     const modelDir = path.join(work, 'model');

@@ -259,3 +259,50 @@ test('queue: usage errors and an unreachable Redis are reported clearly', { skip
   assert.equal(down.status, 1);
   assert.match(down.stderr, new RegExp(`cannot reach Redis at redis://127.0.0.1:${port}`));
 });
+
+test('queue: --shared-path sends paths, not bytes; each worker reads its own mount point and refuses a changed file', { skip, timeout: 120_000 }, async (t) => {
+  const dir = path.join(work, 'shared');
+  const storage = path.join(dir, 'storage');
+  fs.mkdirSync(path.join(storage, 'photos'), { recursive: true });
+  const mount = path.join(dir, 'mnt'); // the same storage, mounted elsewhere on the worker's machine
+  fs.symlinkSync(storage, mount);
+  for (const n of ['a', 'b', 'c']) fs.writeFileSync(path.join(storage, 'photos', `${n}.png`), `bytes of ${n}`);
+  const outside = path.join(dir, 'outside.png');
+  fs.writeFileSync(outside, 'not on the shared storage');
+  const redisDir = path.join(dir, 'redis');
+  fs.mkdirSync(redisDir);
+  const server = await startRedisServer(redisDir, await freePort());
+  const redis = new Redis(server.url, { maxRetriesPerRequest: null });
+  redis.on('error', () => {});
+  let worker: Proc | null = null;
+  t.after(async () => {
+    worker?.kill('SIGKILL');
+    redis.disconnect();
+    await server.stop();
+  });
+
+  const sub = osdface(['queue', 'submit', path.join(storage, 'photos'), outside, '--redis', server.url, '--shared-path', storage, '--attempts', '3', '--json']);
+  assert.equal(sub.status, 1, 'an input outside --shared-path is rejected');
+  const s = json<SubmitJson>(sub);
+  assert.deepEqual([s.enqueued, s.rejected], [3, 1]);
+  assert.match(sub.stderr, /rejected .*outside\.png: not under --shared-path/);
+  const jobs = await redis.lrange('bull:osdface:wait', 0, -1);
+  for (const id of jobs) {
+    const data = JSON.parse((await redis.hget(`bull:osdface:${id}`, 'data'))!) as { shared?: string; image?: string };
+    assert.equal(data.image, undefined, 'no image bytes in the job');
+    assert.match(data.shared!, /^photos\/[abc]\.png$/);
+  }
+  fs.writeFileSync(path.join(storage, 'photos', 'c.png'), 'changed after submit');
+
+  worker = new Proc(['queue', 'worker', '--redis', server.url, '--shared-path', mount, '--no-restore']);
+  const collect = osdface(['queue', 'collect', '--redis', server.url, '-o', path.join(dir, 'out'), '--wait', '--interval', '0.2', '--json']);
+  assert.equal(collect.status, 1, collect.stderr);
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'out')).sort(), ['a.png', 'b.png']);
+  assert.equal(fs.readFileSync(path.join(dir, 'out', 'a.png'), 'utf8'), 'bytes of a', '--no-restore: the result is the input');
+  const st = json<{ failures: { input: string; reason: string; attempts: number }[] }>(osdface(['queue', 'status', '--redis', server.url, '--json']));
+  assert.equal(st.failures.length, 1);
+  assert.match(st.failures[0]!.reason, /c\.png changed since it was submitted/);
+  assert.equal(st.failures[0]!.attempts, 1, 'a changed file is not retried');
+  worker.kill('SIGTERM');
+  assert.equal(await worker.exited, 0);
+});
