@@ -62,14 +62,21 @@ export async function runWorker(o: QueueWorkerOptions): Promise<number> {
     if (msg !== lastError) o.log(`Redis: ${msg} (retrying)`);
     lastError = msg;
   });
+  // Jobs taken and not yet finished in Redis (a job whose result cannot be stored yet still counts).
+  let inProgress = 0;
   worker.on('active', (job) => {
+    inProgress++;
     if (lastError) o.log('Redis: working again');
     lastError = '';
     o.log(`started ${job.id} ${job.data.input} (attempt ${job.attemptsMade + 1} of ${job.opts.attempts ?? 1})`);
   });
-  worker.on('completed', (job, r) => o.log(`done ${job.id} ${job.data.input} -> ${job.data.name} (${r.seconds.toFixed(2)} s)`));
+  worker.on('completed', (job, r) => {
+    inProgress--;
+    o.log(`done ${job.id} ${job.data.input} -> ${job.data.name} (${r.seconds.toFixed(2)} s)`);
+  });
   worker.on('failed', (job, err) => {
     if (!job) return;
+    inProgress--;
     const attempts = job.opts.attempts ?? 1;
     const final = job.attemptsMade >= attempts || err.name === 'UnrecoverableError';
     o.log(`failed ${job.id} ${job.data?.input}: ${err.message} (attempt ${job.attemptsMade} of ${attempts}${final ? ', giving up' : ', will retry'})`);
@@ -85,6 +92,14 @@ export async function runWorker(o: QueueWorkerOptions): Promise<number> {
       signal = sig;
       o.log(`${sig}: finishing the job in progress, then exiting (${sig} again to exit now)`);
       void worker.close().then(resolve, resolve);
+      // BullMQ's close waits for Redis; with no job in progress there is nothing to wait for.
+      const since = Date.now();
+      setInterval(() => {
+        if (inProgress <= 0 && Date.now() - since > 5000) {
+          o.log('no job in progress, and Redis does not answer: exiting without it');
+          process.exit(0);
+        }
+      }, 500).unref();
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
