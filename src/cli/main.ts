@@ -25,6 +25,8 @@ import { decodeImage, encodeImage, writeImageAtomic, type DecodedImage, type Ima
 import { PACKAGE_VERSION } from '../version.js';
 import { runParityCommand } from './parity.js';
 import { ArgumentError, parseFlags, type FlagSpec } from './args.js';
+import { expandInputs, isDirectory } from './inputs.js';
+import { encodeRestored, parseRestoreSettings, RESTORE_FLAGS, SEED_LIMIT } from './restore_options.js';
 import { main as trainMain } from './train.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -42,6 +44,7 @@ usage:
   osdface train --config <config.json> [--stop-at <step>]
   osdface export --checkpoint <run folder> -o <model dir>
   osdface serve [--port 8080] [--model <dir>] [options]
+  osdface queue submit | worker | collect | status --redis <url> [options]
   osdface --help | --version
 
 commands:
@@ -55,6 +58,7 @@ commands:
   train     train (or resume) from a config
   export    turn a training run into a model directory
   serve     an HTTP service: POST /v1/restore, /healthz, /readyz, /metrics
+  queue     restore many images on many machines through a Redis queue (BullMQ)
 
 Run \`osdface <command> --help\` for a command's options.
 `;
@@ -167,6 +171,8 @@ async function usageOf(topic: string | undefined): Promise<string> {
       return (await import('./export.js')).EXPORT_USAGE;
     case 'serve':
       return (await import('./serve.js')).SERVE_USAGE;
+    case 'queue':
+      return (await import('./queue.js')).QUEUE_USAGE;
     default:
       return topic !== undefined && topic in USAGES ? USAGES[topic]! : MAIN_USAGE;
   }
@@ -196,75 +202,6 @@ function positive(flags: Map<string, FlagValue>, name: string, command: UsageErr
   return v;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Inputs: files, folders, globs
-
-const hasWildcard = (s: string) => /[*?]/.test(s);
-
-/** A path segment pattern with * (any run of characters) and ? (one character) to a RegExp. */
-function segmentRegExp(pattern: string): RegExp {
-  let re = '';
-  for (const ch of pattern) re += ch === '*' ? '[^/\\\\]*' : ch === '?' ? '[^/\\\\]' : ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${re}$`);
-}
-
-/** Files matching `pattern` (* and ? in any segment; a leading dot must be matched literally), sorted. */
-function expandGlob(pattern: string): string[] {
-  const parts = pattern.split(/[/\\]/);
-  let bases: string[] = [parts[0] === '' ? path.sep : ''];
-  let start = parts[0] === '' ? 1 : 0;
-  if (/^[A-Za-z]:$/.test(parts[0] ?? '')) {
-    bases = [parts[0]! + path.sep];
-    start = 1;
-  }
-  for (let k = start; k < parts.length; k++) {
-    const part = parts[k]!;
-    if (part === '') continue;
-    const last = k === parts.length - 1;
-    if (!hasWildcard(part)) {
-      bases = bases.map((b) => (b === '' ? part : path.join(b, part)));
-      continue;
-    }
-    const re = segmentRegExp(part);
-    const next: string[] = [];
-    for (const base of bases) {
-      let names: fs.Dirent[];
-      try {
-        names = fs.readdirSync(base === '' ? '.' : base, { withFileTypes: true });
-      } catch {
-        continue;
-      }
-      for (const d of names) {
-        if (d.name.startsWith('.') && !part.startsWith('.')) continue;
-        if (!re.test(d.name)) continue;
-        const p = base === '' ? d.name : path.join(base, d.name);
-        if (!last && !isDirectory(p)) continue;
-        next.push(p);
-      }
-    }
-    bases = next;
-  }
-  return bases.filter(isFile).sort(byName);
-}
-
-function isDirectory(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function isFile(p: string): boolean {
-  try {
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
-
-const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
 interface Entry {
   input: string;
   output: string | null;
@@ -282,38 +219,8 @@ interface Entry {
 }
 
 /** Each argument to the files it stands for; an argument that stands for none becomes a failed entry. */
-function expandInputs(args: string[]): Entry[] {
-  const entries: Entry[] = [];
-  const seen = new Set<string>();
-  const add = (file: string) => {
-    const key = path.resolve(file);
-    if (seen.has(key)) return;
-    seen.add(key);
-    entries.push({ input: file, output: null });
-  };
-  for (const arg of args) {
-    if (fs.existsSync(arg)) {
-      if (isDirectory(arg)) {
-        const files = fs.readdirSync(arg, { withFileTypes: true })
-          .filter((d) => IMAGE_EXTENSIONS.has(path.extname(d.name).toLowerCase()) && isFile(path.join(arg, d.name)))
-          .map((d) => d.name)
-          .sort(byName);
-        if (files.length === 0) {
-          entries.push({ input: arg, output: null, status: 'failed', error: `folder holds no image files (${[...IMAGE_EXTENSIONS].join(', ')})` });
-        }
-        for (const f of files) add(path.join(arg, f));
-      } else {
-        add(arg);
-      }
-    } else if (hasWildcard(arg)) {
-      const files = expandGlob(arg);
-      if (files.length === 0) entries.push({ input: arg, output: null, status: 'failed', error: 'no files match this pattern' });
-      for (const f of files) add(f);
-    } else {
-      entries.push({ input: arg, output: null, status: 'failed', error: 'file does not exist' });
-    }
-  }
-  return entries;
+function entriesOf(args: string[]): Entry[] {
+  return expandInputs(args).map((x) => (x.error === undefined ? { input: x.input, output: null } : { input: x.input, output: null, status: 'failed', error: x.error }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,42 +307,6 @@ function reason(e: unknown, file: string): string {
 // ---------------------------------------------------------------------------------------------
 // restore
 
-const RESTORE_FLAGS: Record<string, FlagSpec> = {
-  out: { kind: 'string', short: 'o' },
-  model: { kind: 'string' },
-  size: { kind: 'int' },
-  latent: { kind: 'string', choices: ['mode', 'sample'] },
-  seed: { kind: 'int' },
-  'skip-existing': { kind: 'bool' },
-  format: { kind: 'string', choices: ['png', 'jpg', 'jpeg', 'webp'] },
-  json: { kind: 'bool' },
-  threads: { kind: 'int' },
-  'low-memory': { kind: 'bool' },
-  'no-low-memory': { kind: 'bool' },
-  'vae-tile': { kind: 'int' },
-  'no-vae-tiling': { kind: 'bool' },
-  'vae-overlap': { kind: 'int' },
-  'vae-independent': { kind: 'bool' },
-  batch: { kind: 'int' },
-  compare: { kind: 'bool' },
-  aligned: { kind: 'bool' },
-  upscale: { kind: 'string', choices: ['1', '2', '4'] },
-  'bg-upsampler': { kind: 'string' },
-  'only-center-face': { kind: 'bool' },
-  detector: { kind: 'string' },
-  'max-faces': { kind: 'int' },
-  'min-eye-distance': { kind: 'number' },
-  'save-faces': { kind: 'bool' },
-  help: { kind: 'bool', short: 'h' },
-};
-
-/** Flags that only apply to whole photos (not to --aligned crops). */
-const PHOTO_FLAGS = ['upscale', 'bg-upsampler', 'detector', 'only-center-face', 'max-faces', 'min-eye-distance', 'save-faces'] as const;
-
-const SEED_LIMIT = 2 ** 32;
-
-type Mode = 'photo' | 'aligned';
-
 async function restoreCommand(argv: string[]): Promise<number> {
   const { flags, positionals } = parseArgs(argv, RESTORE_FLAGS, 'restore');
   if (flags.has('help')) {
@@ -443,48 +314,15 @@ async function restoreCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const usage = (msg: string) => new UsageError(msg, 'restore');
-  const mode: Mode = flags.has('aligned') ? 'aligned' : 'photo';
-  if (mode === 'aligned') {
-    const photoOnly = PHOTO_FLAGS.filter((f) => flags.has(f));
-    if (photoOnly.length > 0) throw usage(`--${photoOnly[0]} applies to whole photos, not to --aligned face crops (use --size to scale aligned outputs)`);
-  } else if (flags.has('size')) {
-    throw usage('--size applies to --aligned face crops; a restored photo has the input\'s size times --upscale');
-  }
-  const bg = flags.get('bg-upsampler') as string | undefined;
-  if (bg !== undefined && bg !== 'lanczos' && bg !== 'esrgan' && bg !== 'none') throw usage(`--bg-upsampler must be one of lanczos, esrgan, none, got '${bg}'`);
-  const detectorName = flags.get('detector') ?? DEFAULT_DETECTOR;
-  if (!isDetectorName(detectorName)) throw usage(`--detector must be one of ${DETECTOR_NAMES.join(', ')}, got '${String(detectorName)}'`);
+  const settings = parseRestoreSettings(flags, usage);
+  const { mode, size, threads, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
+  let seed = settings.seed;
   if (positionals.length === 0) throw usage('no input images given');
   const modelDir = flags.get('model') as string | undefined;
   if (modelDir === undefined) throw usage(`--model <model dir> is required: a model directory converted from the official weights; ${HOW_TO_CONVERT}`);
   const outDir = flags.get('out') as string | undefined;
   if (outDir === undefined) throw usage('-o <out dir> is required: the folder the restored images go to');
   if (fs.existsSync(outDir) && !isDirectory(outDir)) throw usage(`-o ${outDir} is a file; give a folder (it is created if missing)`);
-  const size = positive(flags, 'size', 'restore');
-  const threads = positive(flags, 'threads', 'restore');
-  const vaeTile = positive(flags, 'vae-tile', 'restore');
-  if (vaeTile !== undefined && flags.has('no-vae-tiling')) throw usage('--vae-tile and --no-vae-tiling contradict each other; give one');
-  if (vaeTile !== undefined && vaeTile < 8) throw usage(`--vae-tile must be at least 8 pixels, got ${vaeTile}`);
-  if (flags.has('low-memory') && flags.has('no-low-memory')) throw usage('--low-memory and --no-low-memory contradict each other; give one');
-  const lowMemory = flags.has('low-memory') ? true : flags.has('no-low-memory') ? false : undefined;
-  // A tile size asks for tiling whatever the image size (threshold 0); images within one tile still run untiled.
-  const vaeOverlap = flags.get('vae-overlap') as number | undefined;
-  if (vaeOverlap !== undefined && (!Number.isInteger(vaeOverlap) || vaeOverlap < 0)) throw usage(`--vae-overlap must be a non-negative number of pixels, got ${vaeOverlap}`);
-  if (vaeOverlap !== undefined && !flags.has('vae-independent')) throw usage('--vae-overlap applies to independent tiles: add --vae-independent (exact tiles read the halo each convolution needs)');
-  if (flags.has('no-vae-tiling') && flags.has('vae-independent')) throw usage('--no-vae-tiling contradicts --vae-independent; give one');
-  const tileOptions = { ...(vaeOverlap !== undefined ? { overlap: vaeOverlap } : {}), ...(flags.has('vae-independent') ? { independent: true } : {}) };
-  const vaeTiling = flags.has('no-vae-tiling') ? false : vaeTile !== undefined ? { tileSize: vaeTile, threshold: 0, ...tileOptions } : Object.keys(tileOptions).length > 0 ? tileOptions : undefined;
-  const batch = positive(flags, 'batch', 'restore') ?? 1;
-  const maxFaces = positive(flags, 'max-faces', 'restore');
-  const minEyeDistance = flags.get('min-eye-distance') as number | undefined;
-  if (minEyeDistance !== undefined && minEyeDistance < 0) throw usage(`--min-eye-distance must be 0 or more, got ${minEyeDistance}`);
-  const latent = (flags.get('latent') ?? 'mode') as 'mode' | 'sample';
-  const format: ImageFormat = flags.get('format') === 'jpeg' ? 'jpg' : ((flags.get('format') ?? 'png') as ImageFormat);
-  let seed = flags.get('seed') as number | undefined;
-  if (seed !== undefined && latent !== 'sample') throw usage('--seed only applies to --latent sample (the default mode path has no noise)');
-  if (seed !== undefined && seed >= SEED_LIMIT) throw usage(`--seed must be below ${SEED_LIMIT}, got ${seed}`);
-  const json = flags.has('json');
-  const compare = flags.has('compare');
   const log = (msg: string) => process.stderr.write(`osdface restore: ${msg}\n`);
 
   // The model directory is checked before any work; its sessions are loaded only if there is any.
@@ -496,7 +334,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const entries = expandInputs(positionals);
+  const entries = entriesOf(positionals);
   const writers = new Map<string, string>();
   for (const e of entries) {
     if (e.status) continue;
@@ -545,8 +383,8 @@ async function restoreCommand(argv: string[]): Promise<number> {
   let detector: Detector | null = null;
   const photo: PhotoSettings = {
     latent, format, compare, batch,
-    upscale: Number(flags.get('upscale') ?? 1) as 1 | 2 | 4,
-    background: (bg ?? 'lanczos') as BackgroundUpsampler,
+    upscale: settings.upscale,
+    background: settings.background,
     onlyCenterFace: flags.has('only-center-face'),
     saveFaces: flags.has('save-faces') ? path.join(outDir, 'faces') : null,
     ...(maxFaces !== undefined ? { maxFaces } : {}),
@@ -565,7 +403,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
       }
       if (mode === 'photo') {
         try {
-          detector = await loadDetector(detectorName, threads !== undefined ? { threads } : {});
+          detector = await loadDetector(settings.detector, threads !== undefined ? { threads } : {});
         } catch (e) {
           log(`cannot load the face detector: ${e instanceof Error ? e.message : String(e)} (restore aligned face crops with --aligned, which needs none)`);
           return 1;
@@ -673,7 +511,7 @@ async function restoreChunk(model: OSDFace, chunk: Entry[], s: ChunkSettings, pr
     try {
       const res = results[i]!;
       if (s.compare) await writePng(entry.compare!, await sideBySide(image, res));
-      const bytes = await encodeImage(res, s.format, s.format === 'jpg' ? undefined : res.alpha);
+      const bytes = await encodeRestored(res, s.format);
       await writeImageAtomic(entry.output!, bytes);
       entry.status = 'ok';
       entry.faces = 1;
@@ -738,7 +576,7 @@ async function restorePhotoEntry(model: OSDFace, detector: Detector, entry: Entr
       }
     }
     if (s.compare) await writePng(entry.compare!, await sideBySide(image, res.image));
-    const bytes = await encodeImage(res.image, s.format, s.format === 'jpg' ? undefined : res.image.alpha);
+    const bytes = await encodeRestored(res.image, s.format);
     await writeImageAtomic(entry.output!, bytes);
     entry.status = 'ok';
     entry.faces = res.faces.filter((f) => f.status === 'restored').length;
@@ -938,6 +776,8 @@ async function main(argv: string[]): Promise<number> {
         return await (await import('./export.js')).main(rest);
       case 'serve':
         return await (await import('./serve.js')).main(rest);
+      case 'queue':
+        return await (await import('./queue.js')).main(rest);
       case '--version':
       case '-v':
         process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);
