@@ -344,10 +344,20 @@ export class Trainer {
     return this.shapes;
   }
 
+  private prefetched?: { step: number; batch: Promise<Batch> };
+
+  private batchFor(step: number): Promise<Batch> {
+    const batch = this.dataset.batch(`${this.cfg.seed}:${step}`, this.cfg.data.batch, this.cfg.data.augment, this.cfg.data.degradation);
+    batch.catch(() => {}); // a prefetch that is never awaited must not become an unhandled rejection
+    return batch;
+  }
+
   async trainStep(): Promise<StepLog> {
     const t0 = performance.now();
     const step = this.opt.step;
-    const batch = await this.dataset.batch(`${this.cfg.seed}:${step}`, this.cfg.data.batch, this.cfg.data.augment, this.cfg.data.degradation);
+    // The next step's batch is made (degraded on the CPU) while ONNX Runtime runs this one.
+    const batch = await (this.prefetched?.step === step ? this.prefetched.batch : this.batchFor(step));
+    this.prefetched = { step: step + 1, batch: this.batchFor(step + 1) };
     const tokens = await this.tokens(batch.lq);
     const { lq, hq } = this.cfg.data.crop > 0 ? cropBatch(batch, this.cfg.data.crop, new Random(`${this.cfg.seed}:${step}:crop`)) : batch;
     const out = await this.trainSession!.run({
