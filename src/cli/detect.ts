@@ -1,24 +1,28 @@
 #!/usr/bin/env node
 /**
- * `osdface detect <image>... [--json]`: the faces in each image, with box, score and the 5
+ * `osdface detect <file | folder | glob>... [--json]`: the faces in each image, with box, score and the 5
  * alignment landmarks in image coordinates (after the EXIF orientation is applied).
  *
  * Exit codes: 0 every image was read (faces or not); 1 some image could not be read; 2 usage.
  */
 import fs from 'node:fs';
-import { ArgumentError as UsageError, parseFlags } from './args.js';
+import { ArgumentError as UsageError, parseFlags, reportUsageError } from './args.js';
+import { expandInputs } from './inputs.js';
 import { fileURLToPath } from 'node:url';
 import { decodeImage, ImageError } from '../image/io.js';
 import { FaceDetector, type DetectedFace } from '../face/detector.js';
 
-export const DETECT_USAGE = `usage: osdface detect <image>... [options]
+export const DETECT_USAGE = `usage: osdface detect <file | folder | glob>... [options]
 
 Finds faces and their 5 alignment landmarks (left eye, right eye, nose tip, left and right mouth
 corner; left/right as seen in the image), in pixels of the image as displayed (EXIF orientation
 applied). Model: face-api's SSD MobileNet V1 detector and 68-point landmark net, on ONNX Runtime.
+Inputs as for \`osdface restore\`: files, folders (their image files, not recursive) and *, ?
+and [...] patterns, expanded when the shell did not.
 
 options:
   --json               print JSON: [{ file, width, height, faces: [{ box, score, landmarks }] }]
+                       (an input that cannot be used: { file, error })
   --min-score <s>      detection threshold in (0, 1) (default 0.5)
   --max-faces <N>      at most N faces per image, best first (default 100)
   --pad <f>            pad the image by f times its longer side before detecting (default 0;
@@ -54,7 +58,7 @@ function parseArgs(argv: string[]): DetectArgs | 'help' {
     minScore: get('min-score', 0.5, (n) => n > 0 && n < 1), maxFaces: get('max-faces', 100, (n) => n >= 1), pad: get('pad', 0, (n) => n >= 0 && n <= 4),
   };
   if (flags.has('threads')) a.threads = get('threads', 1, (n) => n >= 1);
-  if (a.files.length === 0) throw new UsageError('no image given');
+  if (a.files.length === 0) throw new UsageError('no image given (files, folders or patterns)');
   return a;
 }
 
@@ -76,8 +80,7 @@ export async function main(argv: string[]): Promise<number> {
     args = parseArgs(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`osdface detect: ${e.message}\n\n${DETECT_USAGE}`);
-    return 2;
+    return reportUsageError('detect', e.message);
   }
   if (args === 'help') {
     process.stdout.write(DETECT_USAGE);
@@ -87,7 +90,13 @@ export async function main(argv: string[]): Promise<number> {
   let failed = 0;
   const results: unknown[] = [];
   try {
-    for (const file of args.files) {
+    for (const { input: file, error } of expandInputs(args.files)) {
+      if (error !== undefined) {
+        failed++;
+        process.stderr.write(`osdface detect: ${file}: ${error}\n`);
+        if (args.json) results.push({ file, error });
+        continue;
+      }
       let img;
       try {
         img = await decodeImage(file);
@@ -102,7 +111,7 @@ export async function main(argv: string[]): Promise<number> {
       if (args.json) {
         results.push({ file, width: img.width, height: img.height, faces: faces.map((f) => faceJson(f, args.landmarks68)) });
       } else {
-        process.stdout.write(`${file}: ${img.width}x${img.height}, ${faces.length} face(s)\n`);
+        process.stdout.write(`${file}: ${img.width}x${img.height}, ${faces.length} face${faces.length === 1 ? '' : 's'}\n`);
         faces.forEach((f, i) => {
           const b = f.box;
           const pts = f.landmarks.map(([x, y]) => `(${x.toFixed(1)}, ${y.toFixed(1)})`).join(' ');
