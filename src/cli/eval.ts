@@ -79,6 +79,7 @@ ${(['lpips', 'dists', 'fid'] as const).map((m) => wrapHelp(`- ${METRIC_REQUIREME
   --json                 print {"mean": {...}, "images": [{"name": ..., "psnr": ...}], ...}
                          instead of the table (infinite PSNR is written "inf")
   --report <file.html>   write an HTML report: LQ | restored | GT centre crops and the numbers
+                         (the crops as PNG files in <file>_files/ beside it)
   -h, --help             this help
 `;
 
@@ -236,8 +237,8 @@ export async function main(argv: string[]): Promise<number> {
     for (const e of result.setErrors ?? []) process.stderr.write(`osdface eval: ${e}\n`);
   }
   if (reportFile !== undefined) {
-    await writeReport(reportFile, result, { title: `osdface eval: ${path.basename(predDir)} vs ${path.basename(gtDir)}` });
-    process.stderr.write(`osdface eval: report written to ${reportFile}\n`);
+    const images = await writeReport(reportFile, result, { title: `osdface eval: ${path.basename(predDir)} vs ${path.basename(gtDir)}` });
+    process.stderr.write(`osdface eval: report written to ${reportFile} (its images in ${images})\n`);
   }
   const failed = result.problems.length > 0 || result.images.some((i) => i.errors.length > 0) || (result.setErrors ?? []).length > 0 || pairing.pairs.length === 0;
   return failed ? 1 : 0;
