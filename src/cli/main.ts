@@ -24,7 +24,7 @@ import { runParityCommand } from './parity.js';
 import { ArgumentError, parseFlags, reportUsageError, type FlagSpec, type FlagValue } from './args.js';
 import { convertCommand, CONVERT_USAGE } from './convert.js';
 import { expandInputs, isDirectory } from './inputs.js';
-import { facesRestored, plural, Progress, reason, type Entry, type EntryStatus } from './restore_progress.js';
+import { plural, Progress, reason, type Entry, type EntryStatus } from './restore_progress.js';
 import { main as trainMain, TRAIN_USAGE } from './train.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -34,9 +34,9 @@ const MAIN_USAGE = `osdface ${PACKAGE_VERSION}: OSDFace one-step face restoratio
 
 usage:
   osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
-  osdface detect <image>... [--json]
+  osdface detect <file | folder | glob>... [--json]
   osdface convert --sd <dir> --osdface <dir> -o <model dir> [options]
-  osdface degrade <file | folder>... -o <out dir> --seed <N> [options]
+  osdface degrade <file | folder | glob>... -o <out dir> --seed <N> [options]
   osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
   osdface parity <fixture dir> [--json] [--skip-grad]
   osdface train --config <config.json> [--stop-at <step>]
@@ -48,7 +48,8 @@ commands:
   detect    find faces: box, score and 5 landmarks
   convert   convert the official OSDFace release into a model directory
   degrade   make synthetic low-quality faces (GFPGAN / CodeFormer recipe)
-  eval      PSNR / SSIM / NIQE of restored images against ground truth
+  eval      metrics of restored images against ground truth (PSNR, SSIM, NIQE, LMD, IDS,
+            LPIPS, DISTS, FID) and an HTML report
   parity    check the pipeline against a reference fixture
   train     train (or resume) from a config
 
@@ -63,8 +64,10 @@ the rest of the photo is kept as it is (or only upscaled). A photo without a fac
 unchanged, with a notice. With --aligned, each image is taken as one aligned face crop (no
 detection). EXIF orientation is applied; grey and 16-bit images are read as 8-bit RGB.
 Folders expand to their image files (png, jpg, jpeg, webp, bmp, tif, tiff; not recursive);
-* and ? patterns are expanded when the shell did not. Each output is <out dir>/<input
-name>.<format>. A file that fails is reported and the others go on.
+*, ? and [...] patterns are expanded when the shell did not. Each output is <out dir>/<input
+name>.<format>. A file that fails is reported and the others go on. A photo in which no face
+was restored (none found, or all left as they are) is written as it is and reported as
+"unchanged", with notes that say why.
 
 options:
   -o, --out <dir>        output folder (created if missing)
@@ -94,7 +97,8 @@ options:
                          every side (default: as far as the tiled layers see, 56 / 72 px for
                          the SD decoder / encoder, no seams; smaller is faster, with seams)
   --no-vae-tiling        never tile the VAE
-  --json                 print a JSON summary on stdout
+  --json                 print a JSON summary on stdout (status, faces, notices, files
+                         written; a skip's reason, a failure's error)
   -h, --help             this help
 
 whole photos (the default):
@@ -117,7 +121,7 @@ aligned face crops:
                          edge-padded to a square, restored and cropped back
   --size <N>             longer side of the outputs in pixels (default: each input's own size)
 
-exit codes: 0 all restored or skipped, 1 some image failed, 2 usage error or unusable model
+exit codes: 0 all restored, unchanged or skipped, 1 some image failed, 2 usage error or unusable model
 directory, 130 interrupted.
 `;
 
