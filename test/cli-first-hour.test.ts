@@ -173,10 +173,11 @@ test('detect takes folders and globs with [...] classes, like restore', { skip }
   assert.deepEqual((JSON.parse(byFolder.stdout) as { file: string }[]).map((f) => path.basename(f.file)), [GROUP, SMALL]);
   const byClass = osdface('detect', path.join(folder, 'codeformer_0[4-9].jpg'), path.join(folder, 'nothing-[ab].png'), '--json');
   assert.equal(byClass.status, 1, 'a pattern that matches nothing is reported');
-  const listed = JSON.parse(byClass.stdout) as { file: string; faces?: unknown[]; error?: string }[];
+  const listed = JSON.parse(byClass.stdout) as { file: string; faces?: { eyeDistance: number }[]; error?: string }[];
+  assert.equal(listed[0]!.faces![0]!.eyeDistance, 21.7, 'what --min-eye-distance compares');
   assert.deepEqual(listed.map((f) => [path.basename(f.file), f.error ?? null]), [[SMALL, null], ['nothing-[ab].png', 'no files match this pattern']]);
   assert.match(byClass.stderr, /osdface detect: .*nothing-\[ab\]\.png: no files match this pattern/);
-  assert.match(osdface('detect', path.join(folder, SMALL)).stdout, /225x225, 1 face\n/);
+  assert.match(osdface('detect', path.join(folder, SMALL)).stdout, /225x225, 1 face\n  0: score .* eye distance 21\.7 px/);
 });
 
 test(`small faces are restored by default (--min-eye-distance ${DEFAULT_MIN_EYE_DISTANCE}); a photo with none restored is "unchanged"; --json lists reasons and files`, { skip }, () => {

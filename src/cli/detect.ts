@@ -21,7 +21,8 @@ Inputs as for \`osdface restore\`: files, folders (their image files, not recurs
 and [...] patterns, expanded when the shell did not.
 
 options:
-  --json               print JSON: [{ file, width, height, faces: [{ box, score, landmarks }] }]
+  --json               print JSON: [{ file, width, height, faces: [{ box, score, landmarks,
+                       eyeDistance }] }] (eyeDistance: what restore --min-eye-distance compares)
                        (an input that cannot be used: { file, error })
   --min-score <s>      detection threshold in (0, 1) (default 0.5)
   --max-faces <N>      at most N faces per image, best first (default 100)
@@ -64,11 +65,15 @@ function parseArgs(argv: string[]): DetectArgs | 'help' {
 
 const r2 = (v: number) => Math.round(v * 100) / 100;
 
+/** Pixels between the eye landmarks: what `restore --min-eye-distance` compares. */
+const eyeDistance = (f: DetectedFace) => Math.hypot(f.landmarks[0][0] - f.landmarks[1][0], f.landmarks[0][1] - f.landmarks[1][1]);
+
 function faceJson(f: DetectedFace, with68: boolean) {
   return {
     box: { x: r2(f.box.x), y: r2(f.box.y), width: r2(f.box.width), height: r2(f.box.height) },
     score: Math.round(f.score * 10000) / 10000,
     landmarks: f.landmarks.map(([x, y]) => [r2(x), r2(y)]),
+    eyeDistance: r2(eyeDistance(f)),
     ...(with68 ? { landmarks68: f.landmarks68.map(([x, y]) => [r2(x), r2(y)]) } : {}),
   };
 }
@@ -115,7 +120,7 @@ export async function main(argv: string[]): Promise<number> {
         faces.forEach((f, i) => {
           const b = f.box;
           const pts = f.landmarks.map(([x, y]) => `(${x.toFixed(1)}, ${y.toFixed(1)})`).join(' ');
-          process.stdout.write(`  ${i}: score ${f.score.toFixed(3)} box ${b.x.toFixed(1)},${b.y.toFixed(1)} ${b.width.toFixed(1)}x${b.height.toFixed(1)} landmarks ${pts}\n`);
+          process.stdout.write(`  ${i}: score ${f.score.toFixed(3)} box ${b.x.toFixed(1)},${b.y.toFixed(1)} ${b.width.toFixed(1)}x${b.height.toFixed(1)} eye distance ${eyeDistance(f).toFixed(1)} px landmarks ${pts}\n`);
         });
       }
     }
