@@ -5,9 +5,9 @@ export {
 } from './osdface.js';
 export { convertRelease, type ConvertOptions } from './pipeline/convert.js';
 export { ModelDirError, type Manifest } from './pipeline/manifest.js';
-export { ImageError, type ImageInput, type RawPixels, type RgbImage } from './image/io.js';
+export { ImageError, saveImage, type ImageFormat, type ImageInput, type RawPixels, type RgbImage } from './image/io.js';
 export {
-  restorePhoto, type BackgroundUpsampler, type FaceStatus, type PhotoFace, type PhotoImage, type RestoreCrops,
+  DEFAULT_MIN_EYE_DISTANCE, restorePhoto, type BackgroundUpsampler, type FaceStatus, type PhotoFace, type PhotoImage, type RestoreCrops,
   type RestorePhotoOptions, type RestorePhotoResult,
 } from './photo/restore_photo.js';
 export {

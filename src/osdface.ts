@@ -13,7 +13,7 @@ import sharp from 'sharp';
 import { decodeImage, fromSquareTensor, toSquareTensor, type DecodedImage, type ImageInput, type RgbImage, type SquareCrop } from './image/io.js';
 import { loadModelDir } from './pipeline/model.js';
 import { resolveModelDir } from './pipeline/default_model.js';
-import { readManifest, type Manifest } from './pipeline/manifest.js';
+import { ModelDirError, readManifest, type Manifest } from './pipeline/manifest.js';
 import type { OSDFacePipeline } from './pipeline/pipeline.js';
 import { resolveVaeTiling, type VaeTiling } from './pipeline/tiling.js';
 import { gaussianNoise } from './pipeline/random.js';
@@ -193,10 +193,12 @@ export class OSDFace {
     const manifest = readManifest(dir);
     if (opts.dtype !== undefined && opts.dtype !== manifest.dtype) {
       const src = sourceDirs(manifest);
-      throw new Error(
-        `${dir}: this model directory holds ${manifest.dtype} weights, not ${opts.dtype}; load it with dtype '${manifest.dtype}' ` +
+      const calibration = opts.dtype === 'int8' ? ' --calibration <folder of aligned face crops>' : '';
+      throw new ModelDirError(
+        dir,
+        `this model directory holds ${manifest.dtype} weights, not ${opts.dtype}; load it with dtype '${manifest.dtype}' ` +
         `(or no dtype), or convert an ${opts.dtype} model into another directory with ` +
-        `\`npx osdface convert --sd ${src.sd} --osdface ${src.osdface} --dtype ${opts.dtype} -o <new model dir>\``,
+        `\`npx osdface convert --sd ${src.sd} --osdface ${src.osdface} --dtype ${opts.dtype}${calibration} -o <new model dir>\``,
       );
     }
     if (opts.vaeTiling !== undefined && opts.vaeTiling !== false) {
@@ -248,7 +250,7 @@ export class OSDFace {
    * the (upscaled) input's. The input's EXIF orientation is applied, grey is expanded to RGB, and
    * its alpha channel comes back as `image.alpha`. A photo without a face comes back unchanged
    * (or only upscaled) with a notice; faces with an eye distance under `minEyeDistance` (default
-   * 24 px), or left out by `onlyCenterFace` / `maxFaces`, are kept as they are and reported.
+   * 10 px), or left out by `onlyCenterFace` / `maxFaces`, are kept as they are and reported.
    */
   restorePhoto(image: OSDFaceInput, opts: OSDFacePhotoOptions = {}): Promise<RestoredPhoto> {
     if (this.disposed) {

@@ -110,7 +110,8 @@ test('restore: non-square images are padded, restored and cropped back to their 
 test('load: a dtype other than the directory holds is refused, naming both and how to convert', { skip }, async () => {
   await assert.rejects(OSDFace.load(modelDir, { dtype: 'int8' }), (e: Error) => {
     assert.match(e.message, /holds fp32 weights, not int8/);
-    assert.match(e.message, /npx osdface convert --sd .*parity-a.sd --osdface .*parity-a.osdface --dtype int8 -o/);
+    assert.ok(e instanceof ModelDirError, `a ModelDirError like the other model directory errors: ${e.name}`);
+    assert.match(e.message, /npx osdface convert --sd .*parity-a.sd --osdface .*parity-a.osdface --dtype int8 --calibration <folder of aligned face crops> -o/);
     assert.ok(e.message.startsWith(modelDir), e.message);
     return true;
   });

@@ -30,7 +30,7 @@ let inputs = '';
 interface Entry {
   input: string;
   output: string | null;
-  status: 'ok' | 'failed' | 'skipped';
+  status: 'ok' | 'unchanged' | 'failed' | 'skipped';
   faces?: number;
   detected?: number;
   notices?: string[];
@@ -41,6 +41,7 @@ interface Summary {
   mode: 'photo' | 'aligned';
   images: Entry[];
   ok: number;
+  unchanged: number;
   failed: number;
   skipped: number;
 }
@@ -96,7 +97,7 @@ test('usage: detect / degrade / eval are commands; photo-only flags, --size and 
   const help = osdface('--help');
   assert.equal(help.status, 0);
   for (const c of ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train']) assert.match(help.stdout, new RegExp(`osdface ${c} `));
-  assert.match(osdface('help', 'detect').stdout, /usage: osdface detect <image>/);
+  assert.match(osdface('help', 'detect').stdout, /usage: osdface detect <file \| folder \| glob>/);
   assert.match(osdface('degrade', '--help').stdout, /usage: osdface degrade/);
   assert.match(osdface('eval', '--help').stdout, /usage: osdface eval/);
   const restoreHelp = osdface('restore', '--help').stdout;
@@ -172,12 +173,15 @@ test('no face (RGB, 16-bit grey, EXIF-rotated): written unchanged with a notice;
   const r = osdface('restore', ...names.map((n) => path.join(inputs, n)), '-o', out, '--model', modelDir, '--max-faces', '1', '--json', '--threads', '2');
   assert.equal(r.status, 0, r.stderr);
   const summary = JSON.parse(r.stdout) as Summary;
-  assert.deepEqual([summary.ok, summary.failed], [4, 0]);
+  // A photo in which no face is restored is 'unchanged', not 'ok'.
+  assert.deepEqual([summary.ok, summary.unchanged, summary.failed], [1, 3, 0]);
+  assert.match(r.stderr, /1 restored \(1 face\), 3 unchanged/);
   const by = new Map(summary.images.map((i) => [path.basename(i.input), i]));
 
   for (const n of ['gradient.png', 'grey16.png', 'rotated.jpg']) {
     const e = by.get(n)!;
     assert.equal(e.faces, 0, n);
+    assert.equal(e.status, 'unchanged', n);
     assert.equal(e.detected, 0, n);
     assert.equal(e.notices!.length, 1, n);
     assert.match(e.notices![0]!, /no face found: the image is returned unchanged/);
@@ -191,7 +195,7 @@ test('no face (RGB, 16-bit grey, EXIF-rotated): written unchanged with a notice;
 
   const p = by.get('portrait.png')!;
   assert.deepEqual([p.faces, p.detected], [1, 2]);
-  assert.match(p.notices!.join('\n'), /1 face\(s\) over --max-faces 1 left as they are/);
+  assert.match(p.notices!.join('\n'), /1 face over the limit of 1 \(--max-faces \/ maxFaces\) left as it is/);
   const cliOut = await pixels(p.output!);
   const input = await pixels(path.join(inputs, 'portrait.png'));
   assert.deepEqual([cliOut.width, cliOut.height], [363, 419]);
@@ -244,7 +248,7 @@ test('--upscale 2 --bg-upsampler esrgan on a photo without a face: an image of t
   const r = osdface('restore', path.join(inputs, 'gradient.png'), '-o', out, '--model', modelDir, '--upscale', '2', '--bg-upsampler', 'esrgan', '--threads', '2', '--json');
   assert.equal(r.status, 0, r.stderr);
   const summary = JSON.parse(r.stdout) as Summary;
-  assert.equal(summary.ok, 1);
+  assert.equal(summary.unchanged, 1, 'no face: upscaled only');
   const e = summary.images[0]!;
   assert.match(e.notices![0]!, /no face found: the image is returned upscaled x2 only/);
   const img = await pixels(e.output!);

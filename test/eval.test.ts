@@ -159,11 +159,15 @@ describe('osdface eval', () => {
     const r = await run(['--pred', d.pred, '--gt', d.gt, '--lq', d.lq, '--report', report]);
     assert.equal(r.code, 1); // lonely has no restored image; y has no LQ
     const html = fs.readFileSync(report, 'utf8');
-    assert.equal((html.match(/<img src="data:image\/png;base64,/g) ?? []).length, 5); // x: 3 crops, y: restored + GT
+    // The crops are PNG files beside the page (x: 3 crops, y: restored + GT), not base64 in it.
+    const srcs = [...html.matchAll(/<img src="([^"]+)"/g)].map((m) => m[1]!);
+    assert.equal(srcs.length, 5);
+    for (const s of srcs) assert.match(s, /^report_files\/\d{4}_\w+_(lq|restored|gt)\.png$/);
+    for (const s of srcs) assert.ok(fs.existsSync(path.join(path.dirname(report), s)), s);
     assert.match(html, /no LQ image/);
     assert.match(html, /lonely: missing-pred/);
     assert.match(html, /<h2>x<\/h2><table class="nums"><tr><th>psnr &uarr;<\/th><td>38\.59<\/td>/);
-    assert.deepEqual(fs.readdirSync(path.dirname(report)), ['report.html']);
+    assert.deepEqual(fs.readdirSync(path.dirname(report)).sort(), ['report.html', 'report_files']);
   });
 
   test('usage errors exit 2: missing folder, unknown metric, network metrics or niqe without their files', async (t) => {

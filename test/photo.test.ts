@@ -116,7 +116,7 @@ test('a multi-face photo gives as many restored faces as detected; max-faces and
   const skipped = two.faces.filter((f) => f.status === 'over-max-faces');
   assert.equal(skipped.length, 2);
   assert.ok(Math.min(...kept.map((f) => f.eyeDistance)) >= Math.max(...skipped.map((f) => f.eyeDistance)), 'the largest faces are kept');
-  assert.ok(two.notices.some((n) => /max-faces 2/.test(n)));
+  assert.ok(two.notices.some((n) => /over the limit of 2 \(--max-faces \/ maxFaces\)/.test(n)));
 
   const centre = await restorePhoto(img, inverter(), { detector, minEyeDistance: 8, onlyCenterFace: true });
   const c = centre.faces.filter((f) => f.status === 'restored');
@@ -135,7 +135,7 @@ test('faces below the minimum eye distance are left as they are and reported', {
   assert.equal(calls.length, 0, 'the restorer is not called for nothing');
   assert.deepEqual(res.image.data, img.data);
   assert.equal(res.notices.length, res.faces.length);
-  assert.match(res.notices[0]!, /eye distance .* < 24 px/);
+  assert.match(res.notices[0]!, /eye distance .* < 24 px \(--min-eye-distance \/ minEyeDistance sets the limit\)/);
   // with a lower bound they are restored
   const low = await restorePhoto(img, inverter(), { detector, minEyeDistance: 15 });
   assert.ok(low.faces.filter((f) => f.status === 'restored').length >= 4);

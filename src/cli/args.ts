@@ -75,3 +75,13 @@ export function parseFlags(argv: readonly string[], spec: Record<string, FlagSpe
   }
   return { flags, positionals };
 }
+
+/**
+ * Reports a usage error the same way for every command: `osdface <command>: <message>`, then a
+ * line pointing to `osdface <command> --help` (not the whole help). Returns the exit code, 2.
+ */
+export function reportUsageError(command: string | null, message: string): 2 {
+  const name = command ? `osdface ${command}` : 'osdface';
+  process.stderr.write(`${name}: ${message}\nRun '${name} --help' for ${command ? 'its options' : 'the commands'}.\n`);
+  return 2;
+}

@@ -13,10 +13,12 @@ import { decodeImage, encodeImage, writeImageAtomic, type RgbImage } from '../im
 import {
   baseName, errorMessage, isMainModule, listImages, parseFlags, UsageError, writeFileAtomic,
 } from '../degrade/args.js';
+import { expandInputs } from './inputs.js';
+import { reportUsageError } from './args.js';
 import { resize, toBytes, toFloat, INTERPOLATIONS, type Interpolation } from '../degrade/ops.js';
 import { degrade, PRESET_NAMES, PRESETS, type DegradationRecord, type PresetName } from '../degrade/recipe.js';
 
-export const DEGRADE_USAGE = `usage: osdface degrade <file | folder>... -o <out dir> --seed <N> [options]
+export const DEGRADE_USAGE = `usage: osdface degrade <file | folder | glob>... -o <out dir> --seed <N> [options]
 
 Writes a synthetic low-quality version of each image to <out dir>/<name>.png (the GFPGAN /
 CodeFormer recipe: blur, downsample, noise, JPEG, resize back) and the parameters drawn for each
@@ -80,31 +82,6 @@ export function resizeLonger(img: RgbImage, size: number): { image: RgbImage; in
   return { image: toBytes(resize(toFloat(img), w, h, interpolation)), interpolation };
 }
 
-function expandInputs(args: string[]): { files: string[]; errors: DegradeImageEntry[] } {
-  const files: string[] = [];
-  const errors: DegradeImageEntry[] = [];
-  const seen = new Set<string>();
-  for (const arg of args) {
-    let stat: fs.Stats;
-    try {
-      stat = fs.statSync(arg);
-    } catch {
-      errors.push({ name: baseName(arg), input: arg, error: 'file does not exist' });
-      continue;
-    }
-    const list = stat.isDirectory() ? listImages(arg) : [arg];
-    if (stat.isDirectory() && list.length === 0) errors.push({ name: baseName(arg), input: arg, error: 'folder holds no image files' });
-    for (const f of list) {
-      const key = path.resolve(f);
-      if (!seen.has(key)) {
-        seen.add(key);
-        files.push(f);
-      }
-    }
-  }
-  return { files, errors };
-}
-
 export async function main(argv: string[]): Promise<number> {
   let flags: ReturnType<typeof parseFlags>['flags'];
   let positionals: string[];
@@ -120,8 +97,7 @@ export async function main(argv: string[]): Promise<number> {
     if (flags.has('size') && !((flags.get('size') as number) > 0)) throw new UsageError('--size must be greater than 0');
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`degrade: ${e.message}\n\n${DEGRADE_USAGE}`);
-    return 2;
+    return reportUsageError('degrade', e.message);
   }
   const outDir = flags.get('out') as string;
   const gtDir = flags.get('gt-out') as string | undefined;
@@ -131,20 +107,27 @@ export async function main(argv: string[]): Promise<number> {
   const size = (flags.get('size') as number | undefined) ?? null;
   const resizeBack = (flags.get('resize-back') as Interpolation | 'none' | undefined) ?? config.resizeBack;
 
-  const { files, errors } = expandInputs(positionals);
+  const inputs = expandInputs(positionals);
   const report: DegradeReport = {
-    tool: 'osdface degrade', preset: presetName, seed, size, resizeBack, config, images: [...errors], failed: 0,
+    tool: 'osdface degrade', preset: presetName, seed, size, resizeBack, config, images: [], failed: 0,
   };
   const taken = new Map<string, string>();
+  const log = (msg: string) => process.stderr.write(`osdface degrade: ${msg}\n`);
   fs.mkdirSync(outDir, { recursive: true });
-  for (const file of files) {
+  for (const [i, { input: file, error }] of inputs.entries()) {
+    const counter = `[${i + 1}/${inputs.length}]`;
     const name = baseName(file);
     const entry: DegradeImageEntry = { name, input: file };
     report.images.push(entry);
+    if (error !== undefined) {
+      entry.error = error;
+      log(`${counter} failed  ${file}: ${entry.error}`);
+      continue;
+    }
     const clash = taken.get(name);
     if (clash !== undefined) {
       entry.error = `same name as ${clash}: both would be written to ${name}.png`;
-      process.stderr.write(`failed   ${file}: ${entry.error}\n`);
+      log(`${counter} failed  ${file}: ${entry.error}`);
       continue;
     }
     taken.set(name, file);
@@ -167,27 +150,27 @@ export async function main(argv: string[]): Promise<number> {
       entry.record = record;
       const n = record.noise;
       const noise = n === null ? 'none' : n.type === 'gaussian' ? `gaussian ${n.sigma.toFixed(2)}` : `poisson x${n.scale.toFixed(2)}`;
-      process.stderr.write(
-        `ok       ${file} -> ${entry.output} (${record.blur.kernel} blur ${record.blur.sigmaX.toFixed(2)}/${record.blur.sigmaY.toFixed(2)}, ` +
+      log(
+        `${counter} ok      ${file} -> ${entry.output} (${record.blur.kernel} blur ${record.blur.sigmaX.toFixed(2)}/${record.blur.sigmaY.toFixed(2)}, ` +
         `x1/${record.downsample.scale.toFixed(2)} ${record.downsample.interpolation}, noise ${noise}, JPEG ${record.jpeg?.quality ?? 'none'}; ` +
-        `${((performance.now() - t0) / 1000).toFixed(2)} s)\n`,
+        `${((performance.now() - t0) / 1000).toFixed(2)} s)`,
       );
     } catch (e) {
       entry.error = errorMessage(e);
-      process.stderr.write(`failed   ${file}: ${entry.error}\n`);
+      log(`${counter} failed  ${file}: ${entry.error}`);
     }
   }
   report.failed = report.images.filter((e) => e.error !== undefined).length;
   const text = JSON.stringify(report, null, 2) + '\n';
   writeFileAtomic(path.join(outDir, 'degradations.json'), text);
   if (flags.has('json')) process.stdout.write(text);
-  process.stderr.write(`${report.images.length - report.failed} degraded, ${report.failed} failed; record: ${path.join(outDir, 'degradations.json')}\n`);
+  log(`${report.images.length - report.failed} degraded, ${report.failed} failed; record: ${path.join(outDir, 'degradations.json')}`);
   return report.failed > 0 ? 1 : 0;
 }
 
 if (isMainModule(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
-    (e) => { process.stderr.write(`degrade: ${errorMessage(e)}\n`); process.exitCode = 1; },
+    (e) => { process.stderr.write(`osdface degrade: ${errorMessage(e)}\n`); process.exitCode = 1; },
   );
 }

@@ -1,29 +1,34 @@
 #!/usr/bin/env node
 /**
- * `osdface detect <image>... [--json] [--detector retinaface|ssd]`: the faces in each image, with box, score and the 5
+ * `osdface detect <file | folder | glob>... [--json] [--detector retinaface|ssd]`: the faces in each image, with box, score and the 5
  * alignment landmarks in image coordinates (after the EXIF orientation is applied).
  *
  * Exit codes: 0 every image was read (faces or not); 1 some image could not be read; 2 usage.
  */
 import fs from 'node:fs';
-import { ArgumentError as UsageError, parseFlags } from './args.js';
+import { ArgumentError as UsageError, parseFlags, reportUsageError } from './args.js';
+import { expandInputs } from './inputs.js';
 import { fileURLToPath } from 'node:url';
 import { decodeImage, ImageError } from '../image/io.js';
 import type { DetectedFace } from '../face/detector.js';
 import { DEFAULT_DETECTOR, DETECTOR_NAMES, isDetectorName, loadDetector, type DetectorName } from '../face/detectors.js';
 
-export const DETECT_USAGE = `usage: osdface detect <image>... [options]
+export const DETECT_USAGE = `usage: osdface detect <file | folder | glob>... [options]
 
 Finds faces and their 5 alignment landmarks (left eye, right eye, nose tip, left and right mouth
 corner; left/right as seen in the image), in pixels of the image as displayed (EXIF orientation
 applied). Models (on ONNX Runtime): RetinaFace-mobilenet0.25 with its own 5 landmarks (default),
 or face-api's SSD MobileNet V1 detector and 68-point landmark net (--detector ssd).
+Inputs as for \`osdface restore\`: files, folders (their image files, not recursive) and *, ?
+and [...] patterns, expanded when the shell did not.
 
 options:
   --detector <name>    retinaface (default) or ssd
   --single-scale       retinaface: one pass on the image downscaled to 1024 px (default: images
                        over 1024 px are also searched at full resolution in tiles, for small faces)
-  --json               print JSON: [{ file, width, height, faces: [{ box, score, landmarks }] }]
+  --json               print JSON: [{ file, width, height, faces: [{ box, score, landmarks,
+                       eyeDistance }] }] (eyeDistance: what restore --min-eye-distance compares)
+                       (an input that cannot be used: { file, error })
   --min-score <s>      detection threshold in (0, 1) (default 0.8 for retinaface, 0.5 for ssd)
   --max-faces <N>      at most N faces per image, best first (default 100)
   --pad <f>            pad the image by f times its longer side before detecting (default 0;
@@ -66,17 +71,21 @@ function parseArgs(argv: string[]): DetectArgs | 'help' {
   };
   if (flags.has('min-score')) a.minScore = get('min-score', 0.5, (n) => n > 0 && n < 1);
   if (flags.has('threads')) a.threads = get('threads', 1, (n) => n >= 1);
-  if (a.files.length === 0) throw new UsageError('no image given');
+  if (a.files.length === 0) throw new UsageError('no image given (files, folders or patterns)');
   return a;
 }
 
 const r2 = (v: number) => Math.round(v * 100) / 100;
+
+/** Pixels between the eye landmarks: what `restore --min-eye-distance` compares. */
+const eyeDistance = (f: DetectedFace) => Math.hypot(f.landmarks[0][0] - f.landmarks[1][0], f.landmarks[0][1] - f.landmarks[1][1]);
 
 function faceJson(f: DetectedFace, with68: boolean) {
   return {
     box: { x: r2(f.box.x), y: r2(f.box.y), width: r2(f.box.width), height: r2(f.box.height) },
     score: Math.round(f.score * 10000) / 10000,
     landmarks: f.landmarks.map(([x, y]) => [r2(x), r2(y)]),
+    eyeDistance: r2(eyeDistance(f)),
     ...(with68 ? { landmarks68: (f.landmarks68 ?? []).map(([x, y]) => [r2(x), r2(y)]) } : {}),
   };
 }
@@ -88,8 +97,7 @@ export async function main(argv: string[]): Promise<number> {
     args = parseArgs(argv);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
-    process.stderr.write(`osdface detect: ${e.message}\n\n${DETECT_USAGE}`);
-    return 2;
+    return reportUsageError('detect', e.message);
   }
   if (args === 'help') {
     process.stdout.write(DETECT_USAGE);
@@ -105,7 +113,13 @@ export async function main(argv: string[]): Promise<number> {
   let failed = 0;
   const results: unknown[] = [];
   try {
-    for (const file of args.files) {
+    for (const { input: file, error } of expandInputs(args.files)) {
+      if (error !== undefined) {
+        failed++;
+        process.stderr.write(`osdface detect: ${file}: ${error}\n`);
+        if (args.json) results.push({ file, error });
+        continue;
+      }
       let img;
       try {
         img = await decodeImage(file);
@@ -120,11 +134,11 @@ export async function main(argv: string[]): Promise<number> {
       if (args.json) {
         results.push({ file, width: img.width, height: img.height, faces: faces.map((f) => faceJson(f, args.landmarks68)) });
       } else {
-        process.stdout.write(`${file}: ${img.width}x${img.height}, ${faces.length} face(s)\n`);
+        process.stdout.write(`${file}: ${img.width}x${img.height}, ${faces.length} face${faces.length === 1 ? '' : 's'}\n`);
         faces.forEach((f, i) => {
           const b = f.box;
           const pts = f.landmarks.map(([x, y]) => `(${x.toFixed(1)}, ${y.toFixed(1)})`).join(' ');
-          process.stdout.write(`  ${i}: score ${f.score.toFixed(3)} box ${b.x.toFixed(1)},${b.y.toFixed(1)} ${b.width.toFixed(1)}x${b.height.toFixed(1)} landmarks ${pts}\n`);
+          process.stdout.write(`  ${i}: score ${f.score.toFixed(3)} box ${b.x.toFixed(1)},${b.y.toFixed(1)} ${b.width.toFixed(1)}x${b.height.toFixed(1)} eye distance ${eyeDistance(f).toFixed(1)} px landmarks ${pts}\n`);
         });
       }
     }

@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorMessage, isMainModule, parseFlags, UsageError } from '../degrade/args.js';
+import { reportUsageError } from './args.js';
 import {
   evaluatePairs, formatTable, pairFolders, parseMetricList, toJson, METRIC_NAMES, type FidSetup, type MetricName,
 } from '../metrics/evaluate.js';
@@ -78,6 +79,7 @@ ${(['lpips', 'dists', 'fid'] as const).map((m) => wrapHelp(`- ${METRIC_REQUIREME
   --json                 print {"mean": {...}, "images": [{"name": ..., "psnr": ...}], ...}
                          instead of the table (infinite PSNR is written "inf")
   --report <file.html>   write an HTML report: LQ | restored | GT centre crops and the numbers
+                         (the crops as PNG files in <file>_files/ beside it)
   -h, --help             this help
 `;
 
@@ -202,11 +204,10 @@ export async function main(argv: string[]): Promise<number> {
     await lpips?.dispose();
     await dists?.dispose();
     await fidExtractor?.dispose();
-    process.stderr.write(`eval: ${e.message}\n\n${EVAL_USAGE}`);
-    return 2;
+    return reportUsageError('eval', e.message);
   }
 
-  if (pairing.pairs.length === 0) process.stderr.write(`eval: no image pairs between ${predDir} and ${gtDir}\n`);
+  if (pairing.pairs.length === 0) process.stderr.write(`osdface eval: no image pairs between ${predDir} and ${gtDir}\n`);
   let result: Awaited<ReturnType<typeof evaluatePairs>>;
   try {
     result = await evaluatePairs(pairing, {
@@ -218,7 +219,7 @@ export async function main(argv: string[]): Promise<number> {
       ...(dists ? { dists } : {}),
       ...(fid ? { fid } : {}),
       onImage: (r, i, n) => {
-        if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K[${i + 1}/${n}] ${r.name}${i + 1 === n ? '\n' : ''}`);
+        if (process.stderr.isTTY) process.stderr.write(`\r\x1b[Kosdface eval: [${i + 1}/${n}] ${r.name}${i + 1 === n ? '\n' : ''}`);
       },
     });
   } finally {
@@ -231,13 +232,13 @@ export async function main(argv: string[]): Promise<number> {
   if (json) process.stdout.write(JSON.stringify(toJson(result), null, 2) + '\n');
   else process.stdout.write(formatTable(result));
   if (json) {
-    for (const p of result.problems) process.stderr.write(`eval: ${p.name}: ${p.kind}: ${p.message}\n`);
-    for (const i of result.images) for (const e of i.errors) process.stderr.write(`eval: ${i.name}: ${e}\n`);
-    for (const e of result.setErrors ?? []) process.stderr.write(`eval: ${e}\n`);
+    for (const p of result.problems) process.stderr.write(`osdface eval: ${p.name}: ${p.kind}: ${p.message}\n`);
+    for (const i of result.images) for (const e of i.errors) process.stderr.write(`osdface eval: ${i.name}: ${e}\n`);
+    for (const e of result.setErrors ?? []) process.stderr.write(`osdface eval: ${e}\n`);
   }
   if (reportFile !== undefined) {
-    await writeReport(reportFile, result, { title: `osdface eval: ${path.basename(predDir)} vs ${path.basename(gtDir)}` });
-    process.stderr.write(`report: ${reportFile}\n`);
+    const images = await writeReport(reportFile, result, { title: `osdface eval: ${path.basename(predDir)} vs ${path.basename(gtDir)}` });
+    process.stderr.write(`osdface eval: report written to ${reportFile} (its images in ${images})\n`);
   }
   const failed = result.problems.length > 0 || result.images.some((i) => i.errors.length > 0) || (result.setErrors ?? []).length > 0 || pairing.pairs.length === 0;
   return failed ? 1 : 0;
@@ -246,6 +247,6 @@ export async function main(argv: string[]): Promise<number> {
 if (isMainModule(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
-    (e) => { process.stderr.write(`eval: ${errorMessage(e)}\n`); process.exitCode = 1; },
+    (e) => { process.stderr.write(`osdface eval: ${errorMessage(e)}\n`); process.exitCode = 1; },
   );
 }

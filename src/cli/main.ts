@@ -12,22 +12,21 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { isMainThread } from 'node:worker_threads';
 import { OSDFace, type RestoredImage } from '../osdface.js';
-import { DEFAULT_DETECTOR, DETECTOR_NAMES, isDetectorName, loadDetector, type Detector } from '../face/detectors.js';
+import { loadDetector, type Detector } from '../face/detectors.js';
 import { sideBySide } from '../photo/compare.js';
-import type { BackgroundUpsampler, PhotoImage } from '../photo/restore_photo.js';
-import { convertRelease, type ConvertOptions } from '../pipeline/convert.js';
-import { INT8_NEEDS_CALIBRATION } from '../pipeline/quantize_model.js';
-import { IMAGE_EXTENSIONS, listImages } from '../degrade/args.js';
+import { DEFAULT_MIN_EYE_DISTANCE, type BackgroundUpsampler, type PhotoImage } from '../photo/restore_photo.js';
 import { HOW_TO_CONVERT, ModelDirError, readManifest, type Manifest } from '../pipeline/manifest.js';
 import { decodeImage, encodeImage, writeImageAtomic, type DecodedImage, type ImageFormat } from '../image/io.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { runParityCommand } from './parity.js';
-import { ArgumentError, parseFlags, type FlagSpec } from './args.js';
+import { ArgumentError, parseFlags, reportUsageError, type FlagSpec, type FlagValue } from './args.js';
+import { convertCommand, CONVERT_USAGE } from './convert.js';
 import { expandInputs, isDirectory } from './inputs.js';
+import { plural, Progress, reason, type Entry, type EntryStatus } from './restore_progress.js';
 import { encodeRestored, parseRestoreSettings, RESTORE_FLAGS, SEED_LIMIT } from './restore_options.js';
-import { main as trainMain } from './train.js';
+import { main as trainMain, TRAIN_USAGE } from './train.js';
 
 // ---------------------------------------------------------------------------------------------
 // Usage
@@ -36,9 +35,9 @@ const MAIN_USAGE = `osdface ${PACKAGE_VERSION}: OSDFace one-step face restoratio
 
 usage:
   osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
-  osdface detect <image>... [--json]
+  osdface detect <file | folder | glob>... [--json]
   osdface convert --sd <dir> --osdface <dir> -o <model dir> [options]
-  osdface degrade <file | folder>... -o <out dir> --seed <N> [options]
+  osdface degrade <file | folder | glob>... -o <out dir> --seed <N> [options]
   osdface eval --pred <dir> --gt <dir> [--lq <dir>] [options]
   osdface parity <fixture dir> [--json] [--skip-grad]
   osdface train --config <config.json> [--stop-at <step>]
@@ -53,7 +52,8 @@ commands:
   detect    find faces: box, score and 5 landmarks
   convert   convert the official OSDFace release into a model directory
   degrade   make synthetic low-quality faces (GFPGAN / CodeFormer recipe)
-  eval      PSNR / SSIM / NIQE of restored images against ground truth
+  eval      metrics of restored images against ground truth (PSNR, SSIM, NIQE, LMD, IDS,
+            LPIPS, DISTS, FID) and an HTML report
   parity    check the pipeline against a reference fixture
   train     train (or resume) from a config
   export    turn a training run into a model directory
@@ -71,8 +71,10 @@ the rest of the photo is kept as it is (or only upscaled). A photo without a fac
 unchanged, with a notice. With --aligned, each image is taken as one aligned face crop (no
 detection). EXIF orientation is applied; grey and 16-bit images are read as 8-bit RGB.
 Folders expand to their image files (png, jpg, jpeg, webp, bmp, tif, tiff; not recursive);
-* and ? patterns are expanded when the shell did not. Each output is <out dir>/<input
-name>.<format>. A file that fails is reported and the others go on.
+*, ? and [...] patterns are expanded when the shell did not. Each output is <out dir>/<input
+name>.<format>. A file that fails is reported and the others go on. A photo in which no face
+was restored (none found, or all left as they are) is written as it is and reported as
+"unchanged", with notes that say why.
 
 options:
   -o, --out <dir>        output folder (created if missing)
@@ -102,7 +104,8 @@ options:
                          every side (default: as far as the tiled layers see, 56 / 72 px for
                          the SD decoder / encoder, no seams; smaller is faster, with seams)
   --no-vae-tiling        never tile the VAE
-  --json                 print a JSON summary on stdout
+  --json                 print a JSON summary on stdout (status, faces, notices, files
+                         written; a skip's reason, a failure's error)
   -h, --help             this help
 
 whole photos (the default):
@@ -111,12 +114,12 @@ whole photos (the default):
                          how the background is upscaled: lanczos (default), esrgan (the x2/x4
                          ESRGAN-slim network of @upscalerjs/esrgan-slim, tiled) or none (pixels
                          repeated)
-  --detector retinaface|ssd
-                         face detector: retinaface (default) or ssd (face-api's SSD MobileNet V1)
   --only-center-face     restore only the face nearest the centre of the photo
   --max-faces <N>        restore at most N faces, the largest first
   --min-eye-distance <px>
-                         leave faces whose eyes are closer than this as they are (default 24)
+                         leave faces whose eyes are closer than this as they are (default ${DEFAULT_MIN_EYE_DISTANCE})
+  --detector retinaface|ssd
+                         face detector: retinaface (default) or ssd (face-api's SSD MobileNet V1)
   --save-faces           also write each face's aligned crop before and after restoring:
                          <out dir>/faces/<name>_<k>_lq.png and <name>_<k>_restored.png
                          (k: the face's number, best detection first, from 0)
@@ -127,40 +130,25 @@ aligned face crops:
                          edge-padded to a square, restored and cropped back
   --size <N>             longer side of the outputs in pixels (default: each input's own size)
 
-exit codes: 0 all restored or skipped, 1 some image failed, 2 usage error or unusable model
+exit codes: 0 all restored, unchanged or skipped, 1 some image failed, 2 usage error or unusable model
 directory, 130 interrupted.
 `;
 
-const CONVERT_USAGE = `usage: osdface convert --sd <dir> --osdface <dir> -o <model dir> [options]
+const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train', 'export', 'serve', 'queue'] as const;
 
-Converts the official OSDFace release into a model directory for \`osdface restore\`: ONNX graphs
-with the LoRA merged into the UNet, the VQ codebook and a manifest. The directory appears only
-when the conversion is complete.
-
-options:
-  --sd <dir>             stable-diffusion-2-1-base in diffusers layout (unet/, vae/, scheduler/)
-  --osdface <dir>        the OSDFace weights: pytorch_lora_weights.safetensors,
-                         embedding_change_weights.pth, associate_2.ckpt
-  -o, --out <dir>        the model directory to write
-  --lora-rank <N>        LoRA rank (default: the release's, 16)
-  --lora-alpha <x>       LoRA alpha (default: the release's, 16)
-  --dtype fp32|int8      weight type (default fp32). int8 quantizes the convolutions of the VAE
-                         and UNet (about 2x faster on CPUs with VNNI; PSNR cost: bench/RESULTS.md)
-  --calibration <dir>    int8: a folder of aligned face crops to calibrate activation ranges on
-                         (10 or more, like the faces you will restore)
-  --threads <N>          int8: threads for the calibration runs (default: all cores)
-  --force                replace an existing model directory at -o
-  -h, --help             this help
-
-exit codes: 0 converted, 1 conversion failed, 2 usage error, 130/143 interrupted (nothing is
-left at -o).
-`;
-
-const USAGES: Record<string, string> = { restore: RESTORE_USAGE, convert: CONVERT_USAGE, osdface: MAIN_USAGE };
-
-/** The usage text of `topic` (a command), loading the command's module when it has its own; MAIN_USAGE for an unknown one. */
-async function usageOf(topic: string | undefined): Promise<string> {
-  switch (topic) {
+/** The usage text of `command`, loading the command's module when it has its own; null for an unknown command. */
+async function usageOf(command: string | undefined): Promise<string | null> {
+  switch (command) {
+    case undefined:
+      return MAIN_USAGE;
+    case 'restore':
+      return RESTORE_USAGE;
+    case 'convert':
+      return CONVERT_USAGE;
+    case 'train':
+      return TRAIN_USAGE;
+    case 'parity':
+      return (await import('./parity.js')).PARITY_USAGE;
     case 'detect':
       return (await import('./detect.js')).DETECT_USAGE;
     case 'degrade':
@@ -174,146 +162,29 @@ async function usageOf(topic: string | undefined): Promise<string> {
     case 'queue':
       return (await import('./queue.js')).QUEUE_USAGE;
     default:
-      return topic !== undefined && topic in USAGES ? USAGES[topic]! : MAIN_USAGE;
+      return null;
   }
 }
 
-class UsageError extends Error {
-  constructor(message: string, readonly command: 'restore' | 'convert' | 'osdface') {
-    super(message);
-  }
-}
+/** A usage error of `restore` (reported as `osdface restore: <message>` + where the help is, exit 2). */
+const usage = (msg: string) => new ArgumentError(msg);
 
-type FlagValue = import('./args.js').FlagValue;
-
-/** The shared flag parser, with its errors reported against `command`'s usage. */
-function parseArgs(argv: string[], spec: Record<string, FlagSpec>, command: UsageError['command']): { flags: Map<string, FlagValue>; positionals: string[] } {
-  try {
-    return parseFlags(argv, spec);
-  } catch (e) {
-    if (e instanceof ArgumentError) throw new UsageError(e.message, command);
-    throw e;
-  }
-}
-
-function positive(flags: Map<string, FlagValue>, name: string, command: UsageError['command']): number | undefined {
+function positive(flags: Map<string, FlagValue>, name: string): number | undefined {
   const v = flags.get(name) as number | undefined;
-  if (v !== undefined && !(v > 0)) throw new UsageError(`--${name} must be greater than 0, got ${v}`, command);
+  if (v !== undefined && !(v > 0)) throw usage(`--${name} must be greater than 0, got ${v}`);
   return v;
-}
-
-interface Entry {
-  input: string;
-  output: string | null;
-  /** With --compare: the side-by-side image. */
-  compare?: string;
-  status?: 'ok' | 'failed' | 'skipped';
-  seconds?: number;
-  error?: string;
-  seed?: number;
-  /** Faces restored (1 for an aligned crop). */
-  faces?: number;
-  /** Faces found (photos only). */
-  detected?: number;
-  notices?: string[];
-}
-
-/** Each argument to the files it stands for; an argument that stands for none becomes a failed entry. */
-function entriesOf(args: string[]): Entry[] {
-  return expandInputs(args).map((x) => (x.error === undefined ? { input: x.input, output: null } : { input: x.input, output: null, status: 'failed', error: x.error }));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Progress on stderr: a redrawn bar on a terminal, one line per image otherwise.
-
-class Progress {
-  private done = 0;
-  private restored = 0;
-  private restoreSeconds = 0;
-  private readonly tty: boolean;
-
-  constructor(private readonly total: number, private toRestore: number) {
-    this.tty = process.stderr.isTTY === true;
-  }
-
-  /** Records a finished entry (ok, failed or skipped) and shows it. */
-  report(e: Entry): void {
-    this.done++;
-    if (e.status === 'ok') {
-      this.restored++;
-      this.restoreSeconds += e.seconds ?? 0;
-    }
-    const counter = `[${this.done}/${this.total}]`;
-    const notices = (e.notices ?? []).map((n) => `note: ${e.input}: ${n}`);
-    if (this.tty) {
-      if (e.status === 'failed') process.stderr.write(`\r\x1b[K${counter} failed  ${failureLine(e)}\n`);
-      for (const n of notices) process.stderr.write(`\r\x1b[K${n}\n`);
-      this.draw();
-      return;
-    }
-    if (e.status === 'ok') {
-      const faces = e.detected !== undefined ? `, ${e.faces} of ${e.detected} face${e.detected === 1 ? '' : 's'} restored` : '';
-      process.stderr.write(`${counter} ok       ${e.input} -> ${e.output} (${e.seconds!.toFixed(2)} s${faces})\n`);
-    } else if (e.status === 'skipped') process.stderr.write(`${counter} skipped  ${e.input} (${e.error})\n`);
-    else process.stderr.write(`${counter} failed   ${failureLine(e)}\n`);
-    for (const n of notices) process.stderr.write(`         ${n}\n`);
-  }
-
-  /** The images left to restore changed (an image was dropped before the network, e.g. unreadable). */
-  dropped(): void {
-    this.toRestore--;
-  }
-
-  private draw(): void {
-    const width = 24;
-    const filled = Math.round((width * this.done) / Math.max(1, this.total));
-    const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
-    let text = `\r\x1b[Krestoring [${bar}] ${this.done}/${this.total}`;
-    if (this.restored > 0) {
-      const per = this.restoreSeconds / this.restored;
-      const left = Math.max(0, this.toRestore - this.restored);
-      text += `  ${per.toFixed(2)} s/image  ETA ${formatDuration(per * left)}`;
-    }
-    process.stderr.write(text);
-  }
-
-  start(): void {
-    if (this.tty) this.draw();
-  }
-
-  end(): void {
-    if (this.tty) process.stderr.write('\n');
-  }
-}
-
-function failureLine(e: Entry): string {
-  return `${e.input}: ${e.error}`;
-}
-
-function formatDuration(s: number): string {
-  if (s < 60) return `${Math.round(s)} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${Math.round(s - 60 * m)} s`;
-  return `${Math.floor(m / 60)} h ${m % 60} min`;
-}
-
-/** The message of `e` without a leading `<file>: ` (the entry already names the file). */
-function reason(e: unknown, file: string): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  for (const prefix of [`${file}: `, `${path.resolve(file)}: `]) if (msg.startsWith(prefix)) return msg.slice(prefix.length);
-  return msg;
 }
 
 // ---------------------------------------------------------------------------------------------
 // restore
 
+
 async function restoreCommand(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs(argv, RESTORE_FLAGS, 'restore');
+  const { flags, positionals } = parseFlags(argv, RESTORE_FLAGS);
   if (flags.has('help')) {
     process.stdout.write(RESTORE_USAGE);
     return 0;
   }
-  const usage = (msg: string) => new UsageError(msg, 'restore');
   const settings = parseRestoreSettings(flags, usage);
   const { mode, size, threads, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
   let seed = settings.seed;
@@ -334,7 +205,9 @@ async function restoreCommand(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const entries = entriesOf(positionals);
+  const entries: Entry[] = expandInputs(positionals).map((f) => ({
+    input: f.input, output: null, ...(f.error !== undefined ? { status: 'failed' as const, error: f.error } : {}),
+  }));
   const writers = new Map<string, string>();
   for (const e of entries) {
     if (e.status) continue;
@@ -358,7 +231,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
       for (const o of outputs) writers.set(path.resolve(o), e.input);
       if (flags.has('skip-existing') && fs.existsSync(out)) {
         e.status = 'skipped';
-        e.error = `${out} exists`;
+        e.reason = `${out} exists (--skip-existing)`;
       }
     }
   }
@@ -372,6 +245,15 @@ async function restoreCommand(argv: string[]): Promise<number> {
 
   const todo = entries.filter((e) => !e.status);
   const progress = new Progress(entries.length, todo.length);
+  // Entries settled before restoring (failed, skipped) are reported in input order among the others.
+  let reported = 0;
+  const reportSettledBefore = (entry: Entry | undefined) => {
+    const end = entry === undefined ? entries.length : entries.indexOf(entry);
+    for (; reported < end; reported++) {
+      const e = entries[reported]!;
+      if (!todo.includes(e)) progress.report(e);
+    }
+  };
   let interrupted = false;
   const onSignal = () => {
     if (interrupted) process.exit(130);
@@ -409,25 +291,32 @@ async function restoreCommand(argv: string[]): Promise<number> {
           return 1;
         }
       }
-      const what = mode === 'photo' ? `photo${todo.length === 1 ? '' : 's'}` : `aligned face image${todo.length === 1 ? '' : 's'}`;
-      log(`restoring ${todo.length} ${what} into ${outDir} (${((Date.now() - started) / 1000).toFixed(1)} s to load)`);
+      const what = mode === 'photo' ? 'photo' : 'aligned face image';
+      const settled = entries.length - todo.length;
+      const others = settled === 0 ? '' : ` (${settled} of the ${plural(entries.length, 'input')} given failed or ${settled === 1 ? 'was' : 'were'} skipped before restoring)`;
+      log(`loaded in ${((Date.now() - started) / 1000).toFixed(1)} s; restoring ${plural(todo.length, what)} into ${outDir}${others}`);
     }
     process.on('SIGINT', onSignal);
     progress.start();
-    for (const e of entries) if (e.status) progress.report(e);
     const step = mode === 'photo' ? 1 : batch;
     for (let i = 0; i < todo.length; i += step) {
       const chunk = todo.slice(i, i + step);
+      reportSettledBefore(chunk[0]);
       if (interrupted) {
         for (const e of todo.slice(i)) {
           e.status = 'failed';
           e.error = 'interrupted before this image';
-          progress.report(e);
         }
         break;
       }
       if (mode === 'photo') await restorePhotoEntry(model!, detector!, chunk[0]!, photo, progress);
       else await restoreChunk(model!, chunk, { latent, size, format, compare }, progress);
+      reported = Math.max(reported, entries.indexOf(chunk[chunk.length - 1]!) + 1);
+    }
+    // What is left: settled entries after the last restored one, and images an interruption stopped.
+    for (; reported < entries.length; reported++) {
+      const e = entries[reported]!;
+      if (!todo.includes(e) || e.error === 'interrupted before this image') progress.report(e);
     }
   } finally {
     process.off('SIGINT', onSignal);
@@ -435,27 +324,33 @@ async function restoreCommand(argv: string[]): Promise<number> {
     await Promise.all([model?.dispose(), detector?.dispose()]);
   }
 
-  const count = (s: Entry['status']) => entries.filter((e) => e.status === s).length;
+  const count = (s: EntryStatus) => entries.filter((e) => e.status === s).length;
   const ok = count('ok');
+  const unchanged = count('unchanged');
   const failed = count('failed');
   const skipped = count('skipped');
-  const facesLine = mode === 'photo' && ok > 0 ? ` (${entries.reduce((n, e) => n + (e.faces ?? 0), 0)} faces)` : '';
-  log(`${ok} restored${facesLine}, ${failed} failed, ${skipped} skipped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const facesLine = mode === 'photo' && ok > 0 ? ` (${plural(entries.reduce((n, e) => n + (e.faces ?? 0), 0), 'face')})` : '';
+  const unchangedLine = mode === 'photo' ? `, ${unchanged} unchanged (no face restored: see the notes)` : '';
+  log(`${ok} restored${facesLine}${unchangedLine}, ${failed} failed, ${skipped} skipped in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (failed > 0 && process.stderr.isTTY) {
-    for (const e of entries) if (e.status === 'failed') log(`failed: ${failureLine(e)}`);
+    for (const e of entries) if (e.status === 'failed') log(`failed: ${e.input}: ${e.error}`);
   }
   if (json) {
+    const written = (e: Entry) => e.status === 'ok' || e.status === 'unchanged';
     const images = entries.map((e) => ({
       input: e.input,
       output: e.output,
       status: e.status!,
       ...(e.seconds !== undefined ? { seconds: Number(e.seconds.toFixed(3)) } : {}),
-      ...(e.seed !== undefined && e.status === 'ok' ? { seed: e.seed } : {}),
-      ...(e.status === 'ok' ? { faces: e.faces ?? 0, ...(e.detected !== undefined ? { detected: e.detected } : {}), notices: e.notices ?? [] } : {}),
-      ...(e.compare !== undefined && e.status === 'ok' ? { compare: e.compare } : {}),
+      ...(e.seed !== undefined && written(e) ? { seed: e.seed } : {}),
+      ...(written(e) ? { faces: e.faces ?? 0, ...(e.detected !== undefined ? { detected: e.detected } : {}), notices: e.notices ?? [] } : {}),
+      ...(e.compare !== undefined && written(e) ? { compare: e.compare } : {}),
+      ...(e.savedFaces !== undefined && written(e) ? { savedFaces: e.savedFaces } : {}),
+      ...(e.reason !== undefined ? { reason: e.reason } : {}),
       ...(e.error !== undefined ? { error: e.error } : {}),
     }));
-    process.stdout.write(`${JSON.stringify({ model: path.resolve(modelDir), mode, images, ok, failed, skipped }, null, 2)}\n`);
+    const counts = mode === 'photo' ? { ok, unchanged, failed, skipped } : { ok, failed, skipped };
+    process.stdout.write(`${JSON.stringify({ model: path.resolve(modelDir), mode, images, ...counts }, null, 2)}\n`);
   }
   if (interrupted) return 130;
   return failed > 0 ? 1 : 0;
@@ -569,17 +464,21 @@ async function restorePhotoEntry(model: OSDFace, detector: Detector, entry: Entr
     });
     if (s.saveFaces !== null) {
       const name = path.parse(entry.input).name;
+      entry.savedFaces = [];
       for (const f of res.faces) {
         if (!f.crop || !f.restoredCrop) continue;
-        await writePng(path.join(s.saveFaces, `${name}_${f.index}_lq.png`), f.crop);
-        await writePng(path.join(s.saveFaces, `${name}_${f.index}_restored.png`), f.restoredCrop);
+        for (const [suffix, img] of [['lq', f.crop], ['restored', f.restoredCrop]] as const) {
+          const file = path.join(s.saveFaces, `${name}_${f.index}_${suffix}.png`);
+          await writePng(file, img);
+          entry.savedFaces.push(file);
+        }
       }
     }
     if (s.compare) await writePng(entry.compare!, await sideBySide(image, res.image));
     const bytes = await encodeRestored(res.image, s.format);
     await writeImageAtomic(entry.output!, bytes);
-    entry.status = 'ok';
     entry.faces = res.faces.filter((f) => f.status === 'restored').length;
+    entry.status = entry.faces > 0 ? 'ok' : 'unchanged';
     entry.detected = res.faces.length;
     entry.notices = res.faces.length === 0
       ? res.notices.map((n) => `${n} (a face crop that fills the frame is restored with --aligned)`)
@@ -594,165 +493,6 @@ async function restorePhotoEntry(model: OSDFace, detector: Detector, entry: Entr
 }
 
 // ---------------------------------------------------------------------------------------------
-// convert: runs in a worker thread, so that Ctrl-C / SIGTERM can stop it at once and remove the
-// partial output (the conversion itself is synchronous work).
-
-const CONVERT_FLAGS: Record<string, FlagSpec> = {
-  sd: { kind: 'string' },
-  osdface: { kind: 'string' },
-  out: { kind: 'string', short: 'o' },
-  'lora-rank': { kind: 'int' },
-  'lora-alpha': { kind: 'number' },
-  dtype: { kind: 'string', choices: ['fp32', 'int8'] },
-  calibration: { kind: 'string' },
-  threads: { kind: 'int' },
-  force: { kind: 'bool' },
-  help: { kind: 'bool', short: 'h' },
-};
-
-const CONVERT_WORKER = 'osdface-convert-worker';
-
-type WorkerMessage =
-  | { type: 'progress'; step: string; done: number; total: number }
-  | { type: 'done'; manifest: Manifest }
-  | { type: 'error'; message: string };
-
-/** Temporary directories convertRelease makes beside `out` (`.<name>.partial-XXXXXX`, and `.old` ones while replacing). */
-function partialDirs(out: string): string[] {
-  const parent = path.dirname(out);
-  const prefix = `.${path.basename(out)}.partial-`;
-  try {
-    return fs.readdirSync(parent).filter((n) => n.startsWith(prefix)).map((n) => path.join(parent, n));
-  } catch {
-    return [];
-  }
-}
-
-function dirBytes(dir: string): number {
-  let n = 0;
-  for (const f of fs.readdirSync(dir, { withFileTypes: true })) if (f.isFile()) n += fs.statSync(path.join(dir, f.name)).size;
-  return n;
-}
-
-function formatBytes(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  return `${(n / 1e3).toFixed(1)} kB`;
-}
-
-async function convertCommand(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseArgs(argv, CONVERT_FLAGS, 'convert');
-  if (flags.has('help')) {
-    process.stdout.write(CONVERT_USAGE);
-    return 0;
-  }
-  const usage = (msg: string) => new UsageError(msg, 'convert');
-  if (positionals.length > 0) throw usage(`unexpected argument '${positionals[0]}' (the folders are given with --sd, --osdface and -o)`);
-  for (const [flag, what] of [['sd', 'the stable-diffusion-2-1-base folder'], ['osdface', 'the OSDFace weights folder'], ['out', 'the model directory to write']] as const) {
-    if (!flags.has(flag)) throw usage(`${flag === 'out' ? '-o' : `--${flag}`} <dir> is required: ${what}`);
-  }
-  const opts: Omit<ConvertOptions, 'onProgress'> = {
-    sd: flags.get('sd') as string,
-    osdface: flags.get('osdface') as string,
-    out: path.resolve(flags.get('out') as string),
-    force: flags.has('force'),
-  };
-  const rank = positive(flags, 'lora-rank', 'convert');
-  const alpha = positive(flags, 'lora-alpha', 'convert');
-  if (rank !== undefined) opts.loraRank = rank;
-  if (alpha !== undefined) opts.loraAlpha = alpha;
-  if (flags.has('dtype')) opts.dtype = flags.get('dtype') as 'fp32' | 'int8';
-  if (flags.has('calibration')) {
-    if (opts.dtype !== 'int8') throw usage('--calibration is for --dtype int8 (fp32 conversion needs no calibration)');
-    const dir = flags.get('calibration') as string;
-    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw usage(`--calibration ${dir}: not a folder (give a folder of aligned face crops)`);
-    opts.calibration = listImages(dir);
-    if (opts.calibration.length === 0) throw usage(`--calibration ${dir}: no images in it (${[...IMAGE_EXTENSIONS].join(', ')})`);
-  } else if (opts.dtype === 'int8') {
-    throw usage(INT8_NEEDS_CALIBRATION);
-  }
-  const threads = positive(flags, 'threads', 'convert');
-  if (threads !== undefined) opts.threads = threads;
-  const log = (msg: string) => process.stderr.write(`osdface convert: ${msg}\n`);
-
-  const before = new Set(partialDirs(opts.out));
-  const started = Date.now();
-  const worker = new Worker(new URL(import.meta.url), { workerData: { [CONVERT_WORKER]: opts } });
-  return new Promise<number>((resolve) => {
-    let result: { code: number; manifest?: Manifest } | null = null;
-    let signal: NodeJS.Signals | null = null;
-    const cleanup = () => {
-      for (const p of partialDirs(opts.out)) {
-        if (before.has(p)) continue;
-        // Replacing with --force moves the old model to `<tmp>.old` for a moment: put it back.
-        if (p.endsWith('.old') && !fs.existsSync(opts.out)) {
-          fs.renameSync(p, opts.out);
-          log(`restored the previous ${opts.out}`);
-        } else {
-          fs.rmSync(p, { recursive: true, force: true });
-          log(`removed the partial output ${p}`);
-        }
-      }
-    };
-    const onSignal = (sig: NodeJS.Signals) => {
-      if (signal || result) return;
-      signal = sig;
-      log(`${sig}: stopping the conversion`);
-      void worker.terminate();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-    worker.on('message', (m: WorkerMessage) => {
-      if (m.type === 'progress') {
-        const elapsed = ((Date.now() - started) / 1000).toFixed(1);
-        log(m.done < m.total ? `[${m.done + 1}/${m.total}] ${m.step} (${elapsed} s)` : `${m.step} (${elapsed} s)`);
-      } else if (m.type === 'done') {
-        result = { code: 0, manifest: m.manifest };
-      } else {
-        result = { code: 1 };
-        log(`failed: ${m.message}`);
-      }
-    });
-    worker.on('error', (e) => {
-      result ??= { code: 1 };
-      log(`failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
-    });
-    worker.on('exit', (exitCode) => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      if (result?.manifest) {
-        const m = result.manifest;
-        const lora = m.lora ? `LoRA rank ${m.lora.rank} alpha ${m.lora.alpha} merged into ${m.lora.modules} modules` : 'no LoRA';
-        process.stdout.write(`${opts.out}\n`);
-        process.stdout.write(
-          `  ${m.dtype} model, process size ${m.settings.processSize}, timestep ${m.settings.timestep}, ${lora}, ` +
-          `${Object.keys(m.graphs).length} graphs, ${formatBytes(dirBytes(opts.out))}, ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
-        );
-        resolve(0);
-        return;
-      }
-      cleanup();
-      if (signal) {
-        resolve(signal === 'SIGINT' ? 130 : 143);
-        return;
-      }
-      if (!result) log(`the conversion stopped unexpectedly (worker exit code ${exitCode})`);
-      resolve(result?.code || 1);
-    });
-  });
-}
-
-async function convertWorker(opts: Omit<ConvertOptions, 'onProgress'>): Promise<void> {
-  const port = parentPort!;
-  try {
-    const manifest = await convertRelease({ ...opts, onProgress: (step, done, total) => port.postMessage({ type: 'progress', step, done, total } satisfies WorkerMessage) });
-    port.postMessage({ type: 'done', manifest } satisfies WorkerMessage);
-  } catch (e) {
-    port.postMessage({ type: 'error', message: e instanceof Error ? e.message : String(e) } satisfies WorkerMessage);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -763,7 +503,7 @@ async function main(argv: string[]): Promise<number> {
       case 'convert':
         return await convertCommand(rest);
       case 'parity':
-        return await runParityCommand(rest, 'osdface parity');
+        return await runParityCommand(rest);
       case 'train':
         return await trainMain(rest);
       case 'detect':
@@ -784,32 +524,28 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case '--help':
       case '-h':
-      case 'help':
-        process.stdout.write(await usageOf(rest[0]));
+      case 'help': {
+        const text = await usageOf(rest[0]);
+        if (text === null) return reportUsageError(null, `unknown command '${rest[0]}' (commands: ${COMMANDS.join(', ')})`);
+        process.stdout.write(text);
         return 0;
+      }
       case undefined:
-        throw new UsageError('no command given', 'osdface');
+        return reportUsageError(null, `no command given (commands: ${COMMANDS.join(', ')})`);
       default:
-        throw new UsageError(`unknown command '${command}'`, 'osdface');
+        return reportUsageError(null, `unknown command '${command}' (commands: ${COMMANDS.join(', ')})`);
     }
   } catch (e) {
-    if (e instanceof UsageError) {
-      const name = e.command === 'osdface' ? 'osdface' : `osdface ${e.command}`;
-      process.stderr.write(`${name}: ${e.message}\n\n${USAGES[e.command]}`);
-      return 2;
-    }
+    if (e instanceof ArgumentError) return reportUsageError(command!, e.message);
     if (e instanceof ModelDirError) {
-      process.stderr.write(`osdface: ${e.message}\n`);
+      process.stderr.write(`osdface ${command}: ${e.message}\n`);
       return 2;
     }
     throw e;
   }
 }
 
-if (!isMainThread) {
-  const data = workerData as Record<string, unknown> | null;
-  if (data && CONVERT_WORKER in data) void convertWorker(data[CONVERT_WORKER] as Omit<ConvertOptions, 'onProgress'>);
-} else {
+if (isMainThread) {
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (e: unknown) => {

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { runParity, type ParityReport } from '../pipeline/parity.js';
+import { ArgumentError, parseFlags, reportUsageError } from './args.js';
 
 function formatTable(r: ParityReport): string {
   const lines = [`parity: ${r.fixture}`, ''];
@@ -20,30 +21,52 @@ function formatTable(r: ParityReport): string {
   return lines.join('\n');
 }
 
-/**
- * The parity command on `argv` (arguments after the command name); resolves to the exit code.
- * `usage` is how the command is invoked, for the usage message.
- */
-export async function parityMain(argv: string[], usage = 'npm run parity --'): Promise<number> {
-  const json = argv.includes('--json');
-  const dirs = argv.filter((a) => !a.startsWith('--'));
-  const unknown = argv.filter((a) => a.startsWith('--') && !['--json', '--skip-grad', '--help'].includes(a));
-  if (dirs.length !== 1 || argv.includes('--help') || unknown.length > 0) {
-    process.stderr.write(`${unknown.length ? `unknown option ${unknown[0]}\n` : ''}usage: ${usage} <fixture-dir> [--json] [--skip-grad]\n` +
-      '  <fixture-dir> holds sd/, osdface/ and io.safetensors (and optionally grad.safetensors, checked unless --skip-grad)\n');
-    return 2;
+export const PARITY_USAGE = `usage: osdface parity <fixture dir> [--json] [--skip-grad]
+       (or: npm run parity -- <fixture dir> [--json] [--skip-grad])
+
+Recomputes every stage the fixture holds a reference for and compares: max abs error, max |ref|
+and pass/fail per tensor. <fixture dir> holds sd/, osdface/ and io.safetensors (and optionally
+grad.safetensors with reference gradients, checked unless --skip-grad).
+
+options:
+  --json                 print the report as JSON
+  --skip-grad            do not check the gradients in grad.safetensors
+  -h, --help             this help
+
+exit codes: 0 every tensor passed, 1 some tensor failed, 2 usage error or unreadable fixture.
+`;
+
+/** The parity command on `argv` (arguments after the command name); resolves to the exit code. */
+export async function parityMain(argv: string[]): Promise<number> {
+  let dir: string;
+  let json: boolean;
+  let skipGrad: boolean;
+  try {
+    const { flags, positionals } = parseFlags(argv, { json: { kind: 'bool' }, 'skip-grad': { kind: 'bool' }, help: { kind: 'bool', short: 'h' } });
+    if (flags.has('help')) {
+      process.stdout.write(PARITY_USAGE);
+      return 0;
+    }
+    if (positionals.length === 0) throw new ArgumentError('no fixture directory given');
+    if (positionals.length > 1) throw new ArgumentError(`one fixture directory, got ${positionals.length}: ${positionals.join(' ')}`);
+    dir = positionals[0]!;
+    json = flags.has('json');
+    skipGrad = flags.has('skip-grad');
+  } catch (e) {
+    if (e instanceof ArgumentError) return reportUsageError('parity', e.message);
+    throw e;
   }
-  const report = await runParity(dirs[0]!, {}, { gradients: !argv.includes('--skip-grad') });
+  const report = await runParity(dir, {}, { gradients: !skipGrad });
   process.stdout.write((json ? JSON.stringify(report, null, 2) : formatTable(report)) + '\n');
   return report.pass ? 0 : 1;
 }
 
-/** parityMain, with a failure to read the fixture reported as `parity: <message>` and exit code 2. */
-export async function runParityCommand(argv: string[], usage?: string): Promise<number> {
+/** parityMain, with a failure to read the fixture reported as `osdface parity: <message>` and exit code 2. */
+export async function runParityCommand(argv: string[]): Promise<number> {
   try {
-    return await parityMain(argv, usage);
+    return await parityMain(argv);
   } catch (e) {
-    process.stderr.write(`parity: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`osdface parity: ${e instanceof Error ? e.message : String(e)}\n`);
     return 2;
   }
 }

@@ -278,6 +278,28 @@ export async function writeImageAtomic(file: string, bytes: Buffer): Promise<voi
   }
 }
 
+/** The output format a file name asks for: .png, .jpg / .jpeg, .webp (case-insensitive). */
+export function formatOfFile(file: string): ImageFormat | null {
+  const ext = path.extname(file).toLowerCase();
+  return ext === '.png' ? 'png' : ext === '.jpg' || ext === '.jpeg' ? 'jpg' : ext === '.webp' ? 'webp' : null;
+}
+
+/**
+ * Writes `img` (an RgbImage such as `model.restore`'s result, or `restorePhoto`'s `image`) to
+ * `file` in the format its extension names (png, jpg / jpeg, webp), with the image's `alpha`
+ * channel on png and webp. The folder is created if missing; the file appears only complete
+ * (written beside it, then renamed). Resolves to the path written.
+ */
+export async function saveImage(img: RgbImage & { alpha?: Uint8Array }, file: string, opts: { format?: ImageFormat } = {}): Promise<string> {
+  if (typeof file !== 'string' || file === '') throw new TypeError('saveImage: file must be a path ending in .png, .jpg, .jpeg or .webp');
+  const format = opts.format ?? formatOfFile(file);
+  if (format === null) {
+    throw new ImageError(file, `saveImage: cannot tell the format from the extension '${path.extname(file)}': use .png, .jpg, .jpeg or .webp, or pass { format }`);
+  }
+  await writeImageAtomic(file, await encodeImage(img, format, img.alpha));
+  return file;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function isDim(v: unknown): v is number {

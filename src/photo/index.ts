@@ -1,6 +1,6 @@
 /** Whole-photo face restoration and the face tools it uses, in one import. */
 export {
-  pasteFace, restorePhoto, upscaleBackground,
+  DEFAULT_MIN_EYE_DISTANCE, pasteFace, restorePhoto, upscaleBackground,
   type BackgroundUpsampler, type FaceStatus, type PasteOptions, type PhotoFace, type PhotoImage, type RestoreCrops,
   type RestorePhotoOptions, type RestorePhotoResult, type UpscaleBackgroundOptions,
 } from './restore_photo.js';

@@ -118,7 +118,10 @@ export function writeModelFiles(release: OSDFaceNetworks, dir: string, opts: Omi
 export function partialDir(out: string, force?: boolean): string {
   if (fs.existsSync(out) && !force) throw new Error(`${out} already exists; choose another output directory or pass --force to replace it`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  return fs.mkdtempSync(path.join(path.dirname(out), `.${path.basename(out)}.partial-`));
+  const tmp = fs.mkdtempSync(path.join(path.dirname(out), `.${path.basename(out)}.partial-`));
+  // mkdtemp makes the directory private (0700); the model directory it becomes gets the usual mode.
+  fs.chmodSync(tmp, 0o777 & ~process.umask());
+  return tmp;
 }
 
 /** Moves the finished directory `tmp` to `out`, replacing what was there. */

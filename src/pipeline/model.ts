@@ -50,6 +50,7 @@ export async function prepareOptimized(dir: string, manifest: Manifest, onProgre
   try {
     fs.mkdirSync(path.dirname(target), { recursive: true });
     tmp = fs.mkdtempSync(`${target}.partial-`);
+    fs.chmodSync(tmp, 0o777 & ~process.umask()); // mkdtemp's 0700 would make the cache private
   } catch {
     return false;
   }
