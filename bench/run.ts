@@ -17,6 +17,9 @@ import { listImages } from '../src/degrade/args.js';
 import { prepareOptimized } from '../src/pipeline/model.js';
 import { randomRelease } from './random_release.js';
 import { PACKAGE_VERSION } from '../src/version.js';
+import { defaultModelDir } from '../src/pipeline/default_model.js';
+import { trainedNetworks } from '../src/train/export.js';
+import { STAGES } from '../recipes/osdface-small/train.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -68,10 +71,33 @@ function time(dir: string, mode?: 'no-low-memory'): unknown {
   if (r.status !== 0) throw new Error(`timing ${dir} ${mode ?? ''} failed (exit ${r.status})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
+/**
+ * The packaged default model, and its int8 version (built once from the recipe's last weights,
+ * calibrated on the same faces as the full-size int8 model).
+ */
+async function ensureDefaultInt8(): Promise<string> {
+  const dir = path.join(cacheDir, 'default-int8');
+  const last = STAGES[STAGES.length - 1]!.name;
+  const weights = path.join(repo, 'recipes/osdface-small/state', `${last}.weights.safetensors`);
+  const manifestFile = path.join(dir, 'manifest.json');
+  if (fs.existsSync(manifestFile) && fs.statSync(manifestFile).mtimeMs > Math.max(fs.statSync(weights).mtimeMs, newestSource())) return dir;
+  process.stderr.write(`bench: writing the default model in int8 to ${dir} (once)...\n`);
+  const nets = trainedNetworks(weights, 'osdface-small', path.join(repo, 'recipes/osdface-small', `${last}.json`));
+  await writeInt8ModelDir(nets, {
+    out: dir, force: true, threads: arg('--threads', 2), calibration: listImages(path.join(data, 'faces-hq/train')).slice(0, CALIBRATION_IMAGES),
+    onProgress: (step, done, total) => process.stderr.write(`  [${done}/${total}] ${step}\n`),
+  });
+  return dir;
+}
+
+dirs['default'] = defaultModelDir();
+results['default'] = time(dirs['default']);
+if (!process.argv.includes('--fp32-only')) results['default_int8'] = time((dirs['default_int8'] = await ensureDefaultInt8()));
 for (const dtype of dtypes) {
   const dir = (dirs[dtype] = await ensureModel(dtype));
   results[dtype] = time(dir);
 }
+results['default_vs_fp32'] = (results['default'] as { total_s: number }).total_s / (results['fp32'] as { total_s: number }).total_s;
 // fp32 with the UNet kept loaded between calls: faster, and a higher peak RSS than the default.
 results['fp32_no_low_memory'] = time(dirs['fp32']!, 'no-low-memory');
 if (dirs['int8'] && !process.argv.includes('--no-quality')) {
@@ -80,13 +106,21 @@ if (dirs['int8'] && !process.argv.includes('--no-quality')) {
   if (r.status !== 0) throw new Error(`int8 quality check failed (exit ${r.status})`);
   Object.assign(results['int8'] as object, JSON.parse(r.stdout.trim().split('\n').pop()!));
 }
+if (dirs['default_int8'] && !process.argv.includes('--no-quality')) {
+  // With trained weights this comparison means something: 12 real faces.
+  const faces = listImages(path.join(data, 'real-lq')).slice(0, 12);
+  const r = spawnSync(process.execPath, [path.join(here, 'int8_quality.js'), dirs['default']!, dirs['default_int8'], String(threads), ...faces], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (r.status !== 0) throw new Error(`default int8 quality check failed (exit ${r.status})`);
+  Object.assign(results['default_int8'] as object, JSON.parse(r.stdout.trim().split('\n').pop()!));
+}
 const reference = JSON.parse(fs.readFileSync(path.join(fullSize, 'reference-cpu-timing.json'), 'utf8')) as { median_seconds: Record<string, number>; peak_rss_mb: number };
 if (json) {
   process.stdout.write(JSON.stringify(results) + '\n');
 } else {
   const ref = reference.median_seconds;
   const refKeys: Record<string, string> = { vre_s: 'vre', vae_encode_s: 'vae_encode', unet_s: 'unet', vae_decode_s: 'vae_decode', total_s: 'total' };
-  for (const [dtype, r] of Object.entries(results) as [string, Record<string, number>][]) {
+  process.stdout.write(`default model / full-size fp32 time: ${(results['default_vs_fp32'] as number).toFixed(3)}x (goal <= 0.08)\n`);
+  for (const [dtype, r] of Object.entries(results).filter(([, v]) => typeof v === 'object') as [string, Record<string, number>][]) {
     process.stdout.write(`${dtype}: ${threads} threads, median of ${runs} runs after 1 warm-up, 512x512, batch 1\n`);
     for (const [k, name] of Object.entries(refKeys)) {
       process.stdout.write(`  ${name.padEnd(11)} ${r[k]!.toFixed(2).padStart(7)} s   reference ${ref[name]!.toFixed(2).padStart(6)} s   ratio ${(r[k]! / ref[name]!).toFixed(2)}\n`);

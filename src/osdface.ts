@@ -12,7 +12,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { decodeImage, fromSquareTensor, toSquareTensor, type DecodedImage, type ImageInput, type RgbImage, type SquareCrop } from './image/io.js';
 import { loadModelDir } from './pipeline/model.js';
-import { resolveModelDir } from './pipeline/default_model.js';
+import { damagedDefault, isDefaultModelDir, resolveModelDir } from './pipeline/default_model.js';
 import { ModelDirError, readManifest, type Manifest } from './pipeline/manifest.js';
 import type { OSDFacePipeline } from './pipeline/pipeline.js';
 import { resolveVaeTiling, type VaeTiling } from './pipeline/tiling.js';
@@ -208,7 +208,13 @@ export class OSDFace {
         throw new RangeError(`OSDFace.load: vaeTiling: ${(e as Error).message}`);
       }
     }
-    const { pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {}, undefined, opts.lowMemory !== undefined ? { lowMemory: opts.lowMemory } : {});
+    let pipeline: OSDFacePipeline;
+    try {
+      ({ pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {}, undefined, opts.lowMemory !== undefined ? { lowMemory: opts.lowMemory } : {}));
+    } catch (e) {
+      // A truncated or altered file of the packaged model: say how to repair the installation.
+      throw isDefaultModelDir(dir) ? damagedDefault(dir, e) : e;
+    }
     return new OSDFace(pipeline, manifest, dir, opts.threads, opts.vaeTiling);
   }
 

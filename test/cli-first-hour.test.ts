@@ -45,7 +45,7 @@ after(() => {
   if (work) fs.rmSync(work, { recursive: true, force: true });
 });
 
-const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train'];
+const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train', 'export', 'serve', 'queue'];
 
 test('a usage error is its message and a pointer to --help (which works), exit 2', { skip }, () => {
   for (const c of COMMANDS) {
@@ -60,7 +60,7 @@ test('a usage error is its message and a pointer to --help (which works), exit 2
   for (const args of [[], ['frobnicate'], ['help', 'frobnicate']]) {
     const r = osdface(...args);
     assert.equal(r.status, 2, args.join(' '));
-    assert.match(r.stderr, /^osdface: (no command given|unknown command 'frobnicate') \(commands: restore, detect, convert, degrade, eval, parity, train\)\nRun 'osdface --help' for the commands\.\n$/);
+    assert.match(r.stderr, /^osdface: (no command given|unknown command 'frobnicate') \(commands: restore, detect, convert, degrade, eval, parity, train, export, serve, queue\)\nRun 'osdface --help' for the commands\.\n$/);
   }
 });
 
@@ -168,16 +168,17 @@ test('detect takes folders and globs with [...] classes, like restore', { skip }
   const folder = path.join(work, 'photos');
   fs.mkdirSync(folder);
   for (const f of [SMALL, GROUP]) fs.copyFileSync(path.join(whole, f), path.join(folder, f));
-  const byFolder = osdface('detect', folder, '--json');
+  // The figures below are face-api SSD's (RetinaFace, the default, measures 21.64 px and finds no hand).
+  const byFolder = osdface('detect', folder, '--json', '--detector', 'ssd');
   assert.equal(byFolder.status, 0, byFolder.stderr);
   assert.deepEqual((JSON.parse(byFolder.stdout) as { file: string }[]).map((f) => path.basename(f.file)), [GROUP, SMALL]);
-  const byClass = osdface('detect', path.join(folder, 'codeformer_0[4-9].jpg'), path.join(folder, 'nothing-[ab].png'), '--json');
+  const byClass = osdface('detect', path.join(folder, 'codeformer_0[4-9].jpg'), path.join(folder, 'nothing-[ab].png'), '--json', '--detector', 'ssd');
   assert.equal(byClass.status, 1, 'a pattern that matches nothing is reported');
   const listed = JSON.parse(byClass.stdout) as { file: string; faces?: { eyeDistance: number }[]; error?: string }[];
-  assert.equal(listed[0]!.faces![0]!.eyeDistance, 21.7, 'what --min-eye-distance compares');
+  assert.equal(listed[0]!.faces![0]!.eyeDistance, 21.66, 'what --min-eye-distance compares');
   assert.deepEqual(listed.map((f) => [path.basename(f.file), f.error ?? null]), [[SMALL, null], ['nothing-[ab].png', 'no files match this pattern']]);
   assert.match(byClass.stderr, /osdface detect: .*nothing-\[ab\]\.png: no files match this pattern/);
-  assert.match(osdface('detect', path.join(folder, SMALL)).stdout, /225x225, 1 face\n  0: score .* eye distance 21\.7 px/);
+  assert.match(osdface('detect', path.join(folder, SMALL), '--detector', 'ssd').stdout, /225x225, 1 face\n  0: score .* eye distance 21\.7 px/);
 });
 
 test(`small faces are restored by default (--min-eye-distance ${DEFAULT_MIN_EYE_DISTANCE}); a photo with none restored is "unchanged"; --json lists reasons and files`, { skip }, () => {
@@ -185,7 +186,8 @@ test(`small faces are restored by default (--min-eye-distance ${DEFAULT_MIN_EYE_
   const out = path.join(work, 'out-photos');
   const small = path.join(whole, SMALL);
   const group = path.join(whole, GROUP);
-  const r = osdface('restore', small, group, '-o', out, '--model', modelDir, '--save-faces', '--compare', '--json', '--threads', '2');
+  // With face-api's SSD, whose false positive (a hand, 4.7 px) shows the too-small notice.
+  const r = osdface('restore', small, group, '-o', out, '--model', modelDir, '--detector', 'ssd', '--save-faces', '--compare', '--json', '--threads', '2');
   assert.equal(r.status, 0, r.stderr);
   const s = JSON.parse(r.stdout) as { ok: number; unchanged: number; images: { status: string; faces: number; detected: number; notices: string[]; savedFaces: string[]; compare: string }[] };
   assert.deepEqual([s.ok, s.unchanged], [2, 0]);

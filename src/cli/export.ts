@@ -4,7 +4,7 @@
  *
  * Exit codes: 0 exported; 1 the export failed; 2 usage error.
  */
-import { ArgumentError, parseFlags } from './args.js';
+import { ArgumentError, parseFlags, reportUsageError } from './args.js';
 import { exportModel, ExportError } from '../train/export.js';
 import { TrainConfigError } from '../train/config.js';
 
@@ -41,9 +41,7 @@ export async function main(argv: string[]): Promise<number> {
     if (!flags.has('out')) throw new ArgumentError('-o <model dir> is required');
   } catch (e) {
     if (!(e instanceof ArgumentError)) throw e;
-    log(e.message);
-    process.stderr.write('Run `osdface export --help` for its options.\n');
-    return 2;
+    return reportUsageError('export', e.message);
   }
   try {
     const m = exportModel({

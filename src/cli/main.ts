@@ -17,10 +17,11 @@ import { OSDFace, type RestoredImage } from '../osdface.js';
 import { loadDetector, type Detector } from '../face/detectors.js';
 import { sideBySide } from '../photo/compare.js';
 import { DEFAULT_MIN_EYE_DISTANCE, type BackgroundUpsampler, type PhotoImage } from '../photo/restore_photo.js';
-import { HOW_TO_CONVERT, ModelDirError, readManifest, type Manifest } from '../pipeline/manifest.js';
+import { ModelDirError, readManifest, type Manifest } from '../pipeline/manifest.js';
 import { decodeImage, encodeImage, writeImageAtomic, type DecodedImage, type ImageFormat } from '../image/io.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { runParityCommand } from './parity.js';
+import { resolveModelDir } from '../pipeline/default_model.js';
 import { ArgumentError, parseFlags, reportUsageError, type FlagSpec, type FlagValue } from './args.js';
 import { convertCommand, CONVERT_USAGE } from './convert.js';
 import { expandInputs, isDirectory } from './inputs.js';
@@ -34,7 +35,7 @@ import { main as trainMain, TRAIN_USAGE } from './train.js';
 const MAIN_USAGE = `osdface ${PACKAGE_VERSION}: OSDFace one-step face restoration
 
 usage:
-  osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
+  osdface restore <file | folder | glob>... -o <out dir> [--model <model dir>] [options]
   osdface detect <file | folder | glob>... [--json]
   osdface convert --sd <dir> --osdface <dir> -o <model dir> [options]
   osdface degrade <file | folder | glob>... -o <out dir> --seed <N> [options]
@@ -63,7 +64,7 @@ commands:
 Run \`osdface <command> --help\` for a command's options.
 `;
 
-const RESTORE_USAGE = `usage: osdface restore <file | folder | glob>... -o <out dir> --model <model dir> [options]
+const RESTORE_USAGE = `usage: osdface restore <file | folder | glob>... -o <out dir> [--model <model dir>] [options]
 
 Restores the faces in photos: every face is found (RetinaFace and its 5 landmarks, or
 --detector ssd), aligned to the FFHQ 5-point template, restored, and pasted back with a soft mask;
@@ -78,7 +79,8 @@ was restored (none found, or all left as they are) is written as it is and repor
 
 options:
   -o, --out <dir>        output folder (created if missing)
-  --model <dir>          converted model directory (from \`osdface convert\`)
+  --model <dir>          a model directory (from \`osdface convert\` or \`osdface export\`); default:
+                         the packaged osdface-small model
   --format png|jpg|webp  output format (default png); png and webp keep an alpha channel
   --compare              also write <out dir>/<name>_compare.png: input | output side by side,
                          the input resized to the output's height
@@ -189,8 +191,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
   const { mode, size, threads, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
   let seed = settings.seed;
   if (positionals.length === 0) throw usage('no input images given');
-  const modelDir = flags.get('model') as string | undefined;
-  if (modelDir === undefined) throw usage(`--model <model dir> is required: a model directory converted from the official weights; ${HOW_TO_CONVERT}`);
+  const modelFlag = flags.get('model') as string | undefined;
   const outDir = flags.get('out') as string | undefined;
   if (outDir === undefined) throw usage('-o <out dir> is required: the folder the restored images go to');
   if (fs.existsSync(outDir) && !isDirectory(outDir)) throw usage(`-o ${outDir} is a file; give a folder (it is created if missing)`);
@@ -198,8 +199,11 @@ async function restoreCommand(argv: string[]): Promise<number> {
 
   // The model directory is checked before any work; its sessions are loaded only if there is any.
   let manifest: Manifest;
+  let modelDir: string;
   try {
-    manifest = readManifest(path.resolve(modelDir));
+    // Without --model: the packaged default model (osdface-small).
+    modelDir = resolveModelDir(modelFlag);
+    manifest = readManifest(modelDir);
   } catch (e) {
     log(e instanceof Error ? e.message : String(e));
     return 2;

@@ -8,15 +8,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
-import { ArgumentError, parseFlags, type FlagSpec, type Flags } from './args.js';
+import { ArgumentError, parseFlags, reportUsageError, type FlagSpec, type Flags } from './args.js';
 import { expandInputs, isDirectory } from './inputs.js';
 import { IMAGE_FLAGS, parseRestoreSettings, RESTORE_FLAGS } from './restore_options.js';
 import { ModelDirError } from '../pipeline/manifest.js';
 import { resolveModelDir } from '../pipeline/default_model.js';
 import { checkQueueName, checkRedisUrl, connect, DEFAULT_QUEUE } from '../queue/redis.js';
 
-export const QUEUE_USAGE = `usage:
-  osdface queue submit <file | folder | glob>... --redis <url> [--queue <name>] [restore options]
+export const QUEUE_USAGE = `usage: osdface queue submit <file | folder | glob>... --redis <url> [--queue <name>] [restore options]
   osdface queue worker --redis <url> [--model <dir>] [--concurrency N] [--threads N]
   osdface queue collect --redis <url> -o <out dir> [--wait]
   osdface queue status --redis <url> [--json]
@@ -160,12 +159,11 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(QUEUE_USAGE);
         return 0;
       default:
-        throw usage(`unknown queue command '${sub}' (submit, worker, collect or status)`);
+        throw usage(sub.startsWith('-') ? `unknown option ${sub}` : `unknown queue command '${sub}' (submit, worker, collect or status)`);
     }
   } catch (e) {
     if (e instanceof ArgumentError) {
-      process.stderr.write(`${name}: ${e.message}\n\n${QUEUE_USAGE}`);
-      return 2;
+      return reportUsageError(name.replace(/^osdface /, ''), e.message);
     }
     if (e instanceof ModelDirError) {
       log(e.message);

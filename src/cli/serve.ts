@@ -5,7 +5,7 @@
  * Exit codes: 0 stopped by a signal; 1 could not start (port taken, the model failed to load in
  * a worker); 2 usage error or unusable model directory.
  */
-import { ArgumentError, parseFlags } from './args.js';
+import { ArgumentError, parseFlags, reportUsageError } from './args.js';
 import { resolveModelDir } from '../pipeline/default_model.js';
 import { ModelDirError } from '../pipeline/manifest.js';
 import { readApiKey } from '../server/auth.js';
@@ -49,8 +49,7 @@ const FLAGS = {
 } as const;
 
 function usageError(msg: string): number {
-  process.stderr.write(`osdface serve: ${msg}\n\n${SERVE_USAGE}`);
-  return 2;
+  return reportUsageError('serve', msg);
 }
 
 export async function main(argv: string[]): Promise<number> {

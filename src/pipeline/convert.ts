@@ -12,7 +12,7 @@ import { writeSafetensors } from '../weights/safetensors.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { loadRelease, OSDFACE_FILES, type OSDFaceNetworks } from './release.js';
 import { releaseSettings, stageGraphs, type StageName } from './pipeline.js';
-import { prepareOptimized, worthCaching } from './model.js';
+import { prepareOptimized } from './model.js';
 import { INT8_NEEDS_CALIBRATION, writeInt8ModelDir } from './quantize_model.js';
 import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type SourceFile } from './manifest.js';
 
@@ -184,7 +184,7 @@ export async function convertRelease(opts: ConvertOptions): Promise<Manifest> {
       ? await writeInt8ModelDir(release, { ...write, calibration: opts.calibration ?? [], threads: opts.threads })
       : writeModelDir(release, write);
     // Optimizing for this CPU now makes the first load as fast as every later one.
-    if (worthCaching(out, manifest)) await prepareOptimized(out, manifest, (step) => opts.onProgress?.(step, 0, 1));
+    await prepareOptimized(out, manifest, (step) => opts.onProgress?.(step, 0, 1));
     return manifest;
   } finally {
     release.close();

@@ -92,7 +92,7 @@ function tiledVaeOf(dir: string, manifest: Manifest, runtime: RuntimeOptions): T
  */
 const CACHE_ABOVE_BYTES = 256 * 1024 * 1024;
 
-export function worthCaching(dir: string, manifest: Manifest): boolean {
+function worthCaching(dir: string, manifest: Manifest): boolean {
   let bytes = 0;
   for (const file of Object.values(manifest.graphs)) {
     for (const f of [file, `${file}.data`]) if (fs.existsSync(path.join(dir, f))) bytes += fs.statSync(path.join(dir, f)).size;
@@ -136,7 +136,9 @@ export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, on
   const cb = SafetensorsFile.open(path.join(dir, manifest.codebookFile));
   const codebook = cb.read('codebook') as FloatTensor;
   cb.close();
-  const optimized = runtime.optimization === undefined && worthCaching(dir, manifest) && (await prepareOptimized(dir, manifest, onProgress));
+  // A cache written by convert is used; one is only created here for a model worth it.
+  const cached = fs.existsSync(path.join(optimizedDir(dir), COMPLETE));
+  const optimized = runtime.optimization === undefined && (cached || worthCaching(dir, manifest)) && (await prepareOptimized(dir, manifest, onProgress));
   const lowMemory = opts.lowMemory ?? manifest.dtype === 'fp32';
   const sessions: Partial<StageSessions> = {};
   try {

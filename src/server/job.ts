@@ -5,7 +5,7 @@
  */
 import crypto from 'node:crypto';
 import type { OSDFace } from '../osdface.js';
-import type { FaceDetector } from '../face/detector.js';
+import type { Detector } from '../face/detectors.js';
 import { encodeImage, type DecodedImage } from '../image/io.js';
 import { SEED_LIMIT, type RestoreOptions } from './options.js';
 
@@ -39,7 +39,7 @@ export interface JobResult {
 
 const r2 = (v: number) => Math.round(v * 100) / 100;
 
-export async function runJob(model: OSDFace, detector: FaceDetector, input: JobInput): Promise<JobResult> {
+export async function runJob(model: OSDFace, detector: Detector, input: JobInput): Promise<JobResult> {
   const o = input.options;
   const image: DecodedImage = { ...input.image };
   const seed = o.latent === 'sample' ? (o.seed ?? crypto.randomInt(0, SEED_LIMIT - 1)) : undefined;

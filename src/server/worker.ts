@@ -9,7 +9,7 @@
  * kill or a timed-out run could not be confined to one worker. A process can be killed safely.
  */
 import { OSDFace } from '../osdface.js';
-import { FaceDetector } from '../face/detector.js';
+import { DEFAULT_DETECTOR, loadDetector, type Detector } from '../face/detectors.js';
 import { runJob, type JobInput, type JobResult } from './job.js';
 
 export interface WorkerConfig {
@@ -35,10 +35,11 @@ async function main(): Promise<void> {
   const cfg = JSON.parse(process.env[WORKER_CONFIG_ENV]!) as WorkerConfig;
   process.on('disconnect', () => process.exit(0));
   let model: OSDFace;
-  let detector: FaceDetector;
+  let detector: Detector;
   try {
     model = await OSDFace.load(cfg.modelDir, { threads: cfg.threads, ...(cfg.lowMemory !== undefined ? { lowMemory: cfg.lowMemory } : {}) });
-    detector = await FaceDetector.load({ threads: cfg.threads });
+    // The detector `osdface restore` uses by default, so the service's photos are restore's bytes.
+    detector = await loadDetector(DEFAULT_DETECTOR, { threads: cfg.threads });
   } catch (e) {
     send({ type: 'load-error', message: e instanceof Error ? e.message : String(e) });
     return;

@@ -46,16 +46,17 @@ export interface TrainedNetworks extends OSDFaceNetworks {
   step: number;
 }
 
-/** The networks of a training run at its latest checkpoint (or the checkpoint file given). */
-export function trainedNetworks(input: string, architecture = 'osdface-trained'): TrainedNetworks {
+/**
+ * The networks of a training run at its latest checkpoint (or the checkpoint or weights-only file
+ * given), rebuilt from the run's config.json, or from `configFile` (a weights file of a recipe).
+ */
+export function trainedNetworks(input: string, architecture = 'osdface-trained', configFile = path.join(runFolder(input), 'config.json')): TrainedNetworks {
   if (!fs.existsSync(input)) throw new ExportError(input, 'does not exist');
-  const run = runFolder(input);
-  const configFile = path.join(run, 'config.json');
   const config = parseTrainConfig(JSON.parse(fs.readFileSync(configFile, 'utf8')), configFile);
   if (config.trainable.mode !== 'full') throw new ExportError(input, `the run trained LoRA adapters (trainable.mode '${config.trainable.mode}'); export takes runs that train the networks themselves ('full')`);
   let checkpoint: string;
   try {
-    checkpoint = checkpointFile(fs.statSync(input).isFile() ? input : run);
+    checkpoint = checkpointFile(input);
   } catch (e) {
     throw new ExportError(input, (e as Error).message);
   }
