@@ -5,7 +5,7 @@ import path from 'node:path';
 import { taef2Fixture, taef2Weights } from './helpers.js';
 import { AutoencoderTiny, TAEF2_CONFIG } from '../src/models/autoencoder_tiny.js';
 import { Config } from '../src/models/config.js';
-import { tinyVaeDecoderGraph, tinyVaeEncoderGraph } from '../src/pipeline/graphs.js';
+import { vaeDecoderGraph, vaeEncoderGraph } from '../src/pipeline/graphs.js';
 import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
 import { SafetensorsFile } from '../src/weights/safetensors.js';
@@ -21,8 +21,8 @@ test('TAEF2 port matches the reference PyTorch outputs (encoder and decoder, squ
   assert.equal(vae.namedParameters().filter(([k]) => k.startsWith('encoder.')).reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0), 1_338_528);
   assert.equal(vae.namedParameters().filter(([k]) => k.startsWith('decoder.')).reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0), 1_338_499);
   const weights = bindWeights(taef2Store(taef2Weights), vae.namedParameters());
-  const enc = await OnnxSession.create(emitOnnx(tinyVaeEncoderGraph(vae), { weights }));
-  const dec = await OnnxSession.create(emitOnnx(tinyVaeDecoderGraph(vae), { weights }));
+  const enc = await OnnxSession.create(emitOnnx(vaeEncoderGraph(vae), { weights }));
+  const dec = await OnnxSession.create(emitOnnx(vaeDecoderGraph(vae), { weights }));
   const io = SafetensorsFile.open(path.join(taef2Fixture, 'io.safetensors'));
   const read = (k: string) => io.read(k) as FloatTensor;
   // TAESD works in [0, 1]; AutoencoderTiny (like diffusers') takes and returns [-1, 1].

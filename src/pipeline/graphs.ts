@@ -6,7 +6,7 @@ import { Graph } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import type { UNet2DConditionModel } from '../models/unet_2d_condition.js';
 import type { AutoencoderKL } from '../models/autoencoder_kl.js';
-import type { AutoencoderTiny } from '../models/autoencoder_tiny.js';
+import { AutoencoderTiny } from '../models/autoencoder_tiny.js';
 import type { VQVAEEncoder } from '../models/vre/vqvae_encoder.js';
 import type { TwoLayerConv1x1 } from '../models/vre/embedding_change.js';
 
@@ -36,16 +36,24 @@ export function embeddingChangeGraph(ec: TwoLayerConv1x1, tokens: number): Graph
   return g;
 }
 
-export function vaeEncoderGraph(vae: AutoencoderKL, exampleSize = 8 * vae.downFactor): Graph {
+/**
+ * image in [-1, 1] -> the posterior (`mean`, `logvar`) of an AutoencoderKL, or the deterministic
+ * `latent` of an AutoencoderTiny.
+ */
+export function vaeEncoderGraph(vae: AutoencoderKL | AutoencoderTiny, exampleSize = 8 * vae.downFactor): Graph {
   const g = new Graph('vae_encoder');
   const x = g.input('image', 'float32', ['batch', 3, 'height', 'width'], [1, 3, exampleSize, exampleSize]);
+  if (vae instanceof AutoencoderTiny) {
+    g.output(vae.encode(g, x), 'latent');
+    return g;
+  }
   const { mean, logvar } = vae.encode(g, x);
   g.output(mean, 'mean');
   g.output(logvar, 'logvar');
   return g;
 }
 
-export function vaeDecoderGraph(vae: AutoencoderKL, exampleSize = 8): Graph {
+export function vaeDecoderGraph(vae: AutoencoderKL | AutoencoderTiny, exampleSize = 8): Graph {
   const g = new Graph('vae_decoder');
   const z = g.input('latent', 'float32', ['batch', vae.latentChannels, 'height', 'width'], [1, vae.latentChannels, exampleSize, exampleSize]);
   g.output(vae.decode(g, z), 'image');
@@ -58,20 +66,5 @@ export function unetGraph(unet: UNet2DConditionModel, contextLength = 77, exampl
   const t = g.input('timestep', 'float32', [1]);
   const context = g.input('encoder_hidden_states', 'float32', ['batch', contextLength, unet.crossAttentionDim], [1, contextLength, unet.crossAttentionDim]);
   g.output(unet.forward(g, sample, t, context), 'eps');
-  return g;
-}
-
-/** The tiny autoencoder's encoder: image in [-1, 1] -> raw latent (deterministic, so no logvar). */
-export function tinyVaeEncoderGraph(vae: AutoencoderTiny, exampleSize = 8 * vae.downFactor): Graph {
-  const g = new Graph('vae_encoder');
-  const x = g.input('image', 'float32', ['batch', 3, 'height', 'width'], [1, 3, exampleSize, exampleSize]);
-  g.output(vae.encode(g, x), 'latent');
-  return g;
-}
-
-export function tinyVaeDecoderGraph(vae: AutoencoderTiny, exampleSize = 8): Graph {
-  const g = new Graph('vae_decoder');
-  const z = g.input('latent', 'float32', ['batch', vae.latentChannels, 'height', 'width'], [1, vae.latentChannels, exampleSize, exampleSize]);
-  g.output(vae.decode(g, z), 'image');
   return g;
 }

@@ -28,7 +28,7 @@ export type StageName = 'preprocess' | 'vre' | 'embeddingChange' | 'vaeEncoder' 
 /** What the pipeline needs of a stage's session (calibration wraps sessions to record activation ranges). */
 export type StageSession = Pick<OnnxSession, 'run' | 'release'>;
 export type StageSessions = Record<StageName, StageSession>;
-import { embeddingChangeGraph, preprocessGraph, tinyVaeDecoderGraph, tinyVaeEncoderGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
+import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
 import { gaussianNoise } from './random.js';
 import { TiledVae } from './tiled_vae.js';
@@ -86,9 +86,9 @@ export function stageGraphs(r: OSDFaceNetworks): StageGraph[] {
     { name: 'preprocess', graph: preprocessGraph(r.processSize), weights: NO_WEIGHTS },
     { name: 'vre', graph: vreGraph(r.vre.module), weights: r.vre.weights },
     { name: 'embeddingChange', graph: embeddingChangeGraph(r.embeddingChange.module, nMin), weights: r.embeddingChange.weights },
-    { name: 'vaeEncoder', graph: vae instanceof AutoencoderTiny ? tinyVaeEncoderGraph(vae) : vaeEncoderGraph(vae), weights: r.vae.weights },
+    { name: 'vaeEncoder', graph: vaeEncoderGraph(vae), weights: r.vae.weights },
     { name: 'unet', graph: unetGraph(r.unet.module, nMin), weights: r.unet.weights },
-    { name: 'vaeDecoder', graph: vae instanceof AutoencoderTiny ? tinyVaeDecoderGraph(vae) : vaeDecoderGraph(vae), weights: r.vae.weights },
+    { name: 'vaeDecoder', graph: vaeDecoderGraph(vae), weights: r.vae.weights },
   ];
 }
 

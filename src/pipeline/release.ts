@@ -65,17 +65,9 @@ export interface OSDFaceNetworks {
 /** The paper's network from the official release files. */
 export const PAPER_ARCHITECTURE = 'osdface-sd21';
 
+/** The paper's network: SD-2.1-base's AutoencoderKL. */
 export interface OSDFaceRelease extends OSDFaceNetworks {
-  unet: Network<UNet2DConditionModel>;
   vae: Network<AutoencoderKL>;
-  vre: Network<VQVAEEncoder>;
-  embeddingChange: Network<TwoLayerConv1x1>;
-  codebook: FloatTensor;
-  alphasCumprod: Float32Array;
-  timestep: number;
-  processSize: number;
-  lora: { rank: number; alpha: number; modules: number } | null;
-  close(): void;
 }
 
 export const OSDFACE_FILES = {
