@@ -1,8 +1,10 @@
 /**
- * `npm run bench [-- --json] [--runs N] [--threads N] [--fp32-only] [--no-quality]`: full-size
- * OSDFace (random weights from the full-size configs) on one 512x512 face, batch 1, in fp32 (its
- * default low-memory mode, and with the UNet kept loaded) and int8; then the int8 model's PSNR
- * against the fp32 one on real faces. The converted models are cached in bench/.cache.
+ * `npm run bench [-- --json] [--runs N] [--threads N] [--fp32-only] [--default-only] [--no-quality]`:
+ * the packaged default model (osdface-small) and its int8 version, then full-size OSDFace (random
+ * weights from the full-size configs) on one 512x512 face, batch 1, in fp32 (its default low-memory
+ * mode, and with the UNet kept loaded) and int8; then each int8 model's PSNR against its fp32 one
+ * on real faces. `default_vs_fp32` is the default model's time over the full-size fp32 time of the
+ * same run. The converted models are cached in bench/.cache.
  *
  * int8 calibration: the first CALIBRATION_IMAGES of ../shared/data/faces-hq/train; quality is
  * measured on ../shared/data/real-lq and faces-hq/test (disjoint from the calibration set).
@@ -90,16 +92,19 @@ async function ensureDefaultInt8(): Promise<string> {
   return dir;
 }
 
+const defaultOnly = process.argv.includes('--default-only');
 dirs['default'] = defaultModelDir();
 results['default'] = time(dirs['default']);
 if (!process.argv.includes('--fp32-only')) results['default_int8'] = time((dirs['default_int8'] = await ensureDefaultInt8()));
-for (const dtype of dtypes) {
-  const dir = (dirs[dtype] = await ensureModel(dtype));
-  results[dtype] = time(dir);
+if (!defaultOnly) {
+  for (const dtype of dtypes) {
+    const dir = (dirs[dtype] = await ensureModel(dtype));
+    results[dtype] = time(dir);
+  }
+  results['default_vs_fp32'] = (results['default'] as { total_s: number }).total_s / (results['fp32'] as { total_s: number }).total_s;
+  // fp32 with the UNet kept loaded between calls: faster, and a higher peak RSS than the default.
+  results['fp32_no_low_memory'] = time(dirs['fp32']!, 'no-low-memory');
 }
-results['default_vs_fp32'] = (results['default'] as { total_s: number }).total_s / (results['fp32'] as { total_s: number }).total_s;
-// fp32 with the UNet kept loaded between calls: faster, and a higher peak RSS than the default.
-results['fp32_no_low_memory'] = time(dirs['fp32']!, 'no-low-memory');
 if (dirs['int8'] && !process.argv.includes('--no-quality')) {
   const faces = [...listImages(path.join(data, 'real-lq')).slice(0, QUALITY_IMAGES), ...listImages(path.join(data, 'faces-hq/test')).slice(0, QUALITY_IMAGES)];
   const r = spawnSync(process.execPath, [path.join(here, 'int8_quality.js'), dirs['fp32']!, dirs['int8'], String(threads), ...faces], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
@@ -119,7 +124,7 @@ if (json) {
 } else {
   const ref = reference.median_seconds;
   const refKeys: Record<string, string> = { vre_s: 'vre', vae_encode_s: 'vae_encode', unet_s: 'unet', vae_decode_s: 'vae_decode', total_s: 'total' };
-  process.stdout.write(`default model / full-size fp32 time: ${(results['default_vs_fp32'] as number).toFixed(3)}x (goal <= 0.08)\n`);
+  if (!defaultOnly) process.stdout.write(`default model / full-size fp32 time: ${(results['default_vs_fp32'] as number).toFixed(3)}x (goal <= 0.08)\n`);
   for (const [dtype, r] of Object.entries(results).filter(([, v]) => typeof v === 'object') as [string, Record<string, number>][]) {
     process.stdout.write(`${dtype}: ${threads} threads, median of ${runs} runs after 1 warm-up, 512x512, batch 1\n`);
     for (const [k, name] of Object.entries(refKeys)) {

@@ -52,10 +52,11 @@ async function main(argv: string[]): Promise<number> {
       }
     }
   }
+  // The model is exported from the committed float16 weights (the packaged model is float16 anyway),
+  // so a fresh clone exports the same bytes without the run folders.
   const last = STAGES[STAGES.length - 1]!;
-  const lastCfg = readTrainConfig(path.join(here, `${last.name}.json`));
   exportModel({
-    checkpoint: lastCfg.out, out: path.join(root, 'models/osdface-small'), name: 'osdface-small', force: true, float16Weights: true,
+    checkpoint: path.join(here, 'state', `${last.name}.weights.safetensors`), config: path.join(here, `${last.name}.json`), out: path.join(root, 'models/osdface-small'), name: 'osdface-small', force: true, float16Weights: true,
     documents: [
       { from: path.join(here, 'MODEL_CARD.md'), name: 'MODEL_CARD.md' },
       { from: path.join(root, '../shared/weights/taef2/LICENSE'), name: 'LICENSE-TAEF2' },

@@ -94,8 +94,10 @@ export function trainedNetworks(input: string, architecture = 'osdface-trained',
 }
 
 export interface ExportOptions {
-  /** A run folder or a checkpoint file. */
+  /** A run folder, a checkpoint file, or a weights-only file (Trainer.saveWeights) with `config`. */
   checkpoint: string;
+  /** The training config, when `checkpoint` is not inside a run folder (a recipe's committed weights). */
+  config?: string;
   out: string;
   /** The name manifest.json records as the architecture. */
   name?: string;
@@ -108,7 +110,7 @@ export interface ExportOptions {
 }
 
 export function exportModel(opts: ExportOptions): Manifest & { step: number } {
-  const nets = trainedNetworks(opts.checkpoint, opts.name);
+  const nets = trainedNetworks(opts.checkpoint, opts.name, opts.config);
   // Relative to the working directory: a packaged model should not record the trainer's home folder.
   const sources: SourceFile[] = [{ path: path.relative(process.cwd(), nets.checkpoint), bytes: fs.statSync(nets.checkpoint).size, sha256: sha256(nets.checkpoint) }];
   const manifest = writeModelDir(nets, {
