@@ -117,3 +117,11 @@ test('the edge-aware DISTS term trains with user-supplied weight files; without 
   assert.ok(logs.length === 2 && logs.every((l) => Number.isFinite(l.loss)));
   assert.throws(() => tinyConfig(root, path.join(root, 'run2'), { loss: { perceptual: 0.1 } }), /'loss\.perceptualWeights' is required when loss\.perceptual > 0: torchvision VGG16/);
 });
+
+test('the minimal config printed by `osdface train --help` and the README is valid', () => {
+  const cfg = parseTrainConfig({ data: { train: faces, holdout: 10 }, steps: 200, out: 'runs/tiny' }, '/x/config.json');
+  assert.equal(cfg.data.val, null);
+  assert.equal(cfg.data.holdout, 10);
+  assert.throws(() => parseTrainConfig({ data: { train: faces }, steps: 1, out: 'o' }, '/x/c.json'), /'data\.val' is required \(or set data\.holdout/);
+  assert.throws(() => parseTrainConfig({ data: { train: faces, holdout: 2, crop: 30, size: 64 }, steps: 1, out: 'o' }, '/x/c.json'), /'data\.crop' must be a multiple of 8/);
+});

@@ -8,7 +8,9 @@ import { ArgumentError, parseFlags, reportUsageError } from './args.js';
 
 export const TRAIN_USAGE = `usage: osdface train --config <config.json> [--stop-at <step>]
 
-Trains the OSDFace-shaped model the config describes (README.md, "Training"); re-running the same
+Trains the OSDFace-shaped model the config describes; every config key is documented in README.md,
+"Training" (a minimal config: { "data": { "train": "faces", "holdout": 10 }, "steps": 200, "out": "runs/tiny" }).
+Re-running the same
 command resumes from its last checkpoint.
 
 options:
