@@ -146,15 +146,17 @@ test('dispose: waits for a restore in flight, then restore fails with a clear er
   await m.dispose(); // a second dispose is harmless
 });
 
-test('load: lowMemory (UNet loaded per call, the fp32 default) and lowMemory: false restore the same pixels, call after call', { skip }, async () => {
+test('load: lowMemory (UNet loaded per call, the default of large fp32 models) and lowMemory: false restore the same pixels, call after call', { skip }, async () => {
   const kept = await OSDFace.load(modelDir, { threads: 2, lowMemory: false });
+  const perCall = await OSDFace.load(modelDir, { threads: 2, lowMemory: true });
   try {
-    const expected = await model.restore([faces[0]!, faces[1]!]);
+    const expected = await perCall.restore([faces[0]!, faces[1]!]);
     const got = await kept.restore([faces[0]!, faces[1]!]);
     assert.deepEqual(compare(got[0]!, expected[0]!), { differ: 0, max: 0 });
     assert.deepEqual(compare(got[1]!, expected[1]!), { differ: 0, max: 0 });
     assert.deepEqual(compare(await kept.restore(faces[0]!), expected[0]!), { differ: 0, max: 0 });
   } finally {
     await kept.dispose();
+    await perCall.dispose();
   }
 });

@@ -91,7 +91,7 @@ options:
   --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
   --low-memory           load the UNet only while it runs: lower peak memory for a UNet
-                         reload per network call (default for fp32 models: peak 4.2-4.55 GB instead
+                         reload per network call (default for fp32 models over 256 MB: peak 4.2-4.55 GB instead
                          of 4.9 at 512x512, ~1 s more per call; see bench/RESULTS.md)
   --no-low-memory        keep the UNet loaded between calls (default for int8 models)
   --vae-tile <px>        run the VAE in tiles of this many pixels on any image larger than a

@@ -26,7 +26,7 @@ options:
   --model <dir>             converted model directory (default: the packaged model)
   --workers <N>             worker processes, one model each (default: from the cores and memory)
   --threads-per-worker <N>  ONNX Runtime threads in each worker (default: cores / workers)
-  --low-memory              load the UNet only while it runs (the default for fp32 models: lower
+  --low-memory              load the UNet only while it runs (the default for fp32 models over 256 MB: lower
                             peak memory per worker, a UNet reload on every request)
   --no-low-memory           keep the UNet loaded in each worker (faster, more memory)
   --queue <N>               requests that may wait for a worker (default ${DEFAULTS.queue})

@@ -86,18 +86,18 @@ function tiledVaeOf(dir: string, manifest: Manifest, runtime: RuntimeOptions): T
 }
 
 /**
- * Only large models are worth an optimized copy on disk: the full-size one takes ~25 s to optimize,
- * a small one (the packaged osdface-small) well under a second, and its copy would be bigger than
- * its float16 files.
+ * Only large models are worth an optimized copy on disk (the full-size one takes ~25 s to optimize,
+ * a small one such as the packaged osdface-small well under a second, and its copy would be bigger
+ * than its float16 files) or loading their UNet per call (lowMemory).
  */
-const CACHE_ABOVE_BYTES = 256 * 1024 * 1024;
+const LARGE_MODEL_BYTES = 256 * 1024 * 1024;
 
-function worthCaching(dir: string, manifest: Manifest): boolean {
+function isLargeModel(dir: string, manifest: Manifest): boolean {
   let bytes = 0;
   for (const file of Object.values(manifest.graphs)) {
     for (const f of [file, `${file}.data`]) if (fs.existsSync(path.join(dir, f))) bytes += fs.statSync(path.join(dir, f)).size;
   }
-  return bytes > CACHE_ABOVE_BYTES;
+  return bytes > LARGE_MODEL_BYTES;
 }
 
 export interface LoadedModel {
@@ -110,8 +110,8 @@ export interface LoadOptions {
    * Keep the UNet loaded only while it runs: its weights (3.4 GB in fp32) are then not resident
    * while the VAE decoder runs, so peak memory is the larger of the two stages instead of their
    * sum, for a reload (without MatMul prepacking, which makes the reload fast) on every call.
-   * Default: on for fp32 models (4.9 -> 4.2-4.55 GB at 512 x 512 for ~1 s per call), off for int8
-   * ones (2.0 GB peak either way).
+   * Default: on for large fp32 models (4.9 -> 4.2-4.55 GB at 512 x 512 for ~1 s per call), off for
+   * int8 ones (2.0 GB peak either way) and for small ones (osdface-small: 60 MB of weights).
    */
   lowMemory?: boolean;
 }
@@ -138,8 +138,8 @@ export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, on
   cb.close();
   // A cache written by convert is used; one is only created here for a model worth it.
   const cached = fs.existsSync(path.join(optimizedDir(dir), COMPLETE));
-  const optimized = runtime.optimization === undefined && (cached || worthCaching(dir, manifest)) && (await prepareOptimized(dir, manifest, onProgress));
-  const lowMemory = opts.lowMemory ?? manifest.dtype === 'fp32';
+  const optimized = runtime.optimization === undefined && (cached || isLargeModel(dir, manifest)) && (await prepareOptimized(dir, manifest, onProgress));
+  const lowMemory = opts.lowMemory ?? (manifest.dtype === 'fp32' && isLargeModel(dir, manifest));
   const sessions: Partial<StageSessions> = {};
   try {
     for (const [stage, file] of Object.entries(manifest.graphs) as [StageName, string][]) {

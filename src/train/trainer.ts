@@ -97,16 +97,38 @@ function writeWeightsOnly(file: string, tensors: Map<string, Tensor>, step: numb
   writeSafetensors(file, tensors, { step: String(step), config, weightsOnly: 'true' }, { float16 });
 }
 
-/** A full checkpoint (parameters and moments) reduced to its parameters, as Trainer.saveWeights writes them. */
-export function weightsFromCheckpoint(checkpoint: string, file: string, float16 = true): void {
-  const f = SafetensorsFile.open(checkpoint);
-  try {
-    const tensors = new Map<string, Tensor>();
-    for (const k of f.keys()) if (k.startsWith('param/')) tensors.set(k, f.read(k));
-    writeWeightsOnly(file, tensors, Number(f.metadata['step']), f.metadata['config'] ?? '', float16);
-  } finally {
-    f.close();
+/**
+ * Full checkpoints (parameters and moments) reduced to their parameters, as Trainer.saveWeights
+ * writes them; several are averaged (weight averaging of the last checkpoints of a run, which
+ * smooths the noise of small-batch training), with the step and config of the last one.
+ */
+export function weightsFromCheckpoints(checkpoints: string[], file: string, float16 = true): void {
+  const sums = new Map<string, Tensor>();
+  let meta: Record<string, string> = {};
+  for (const checkpoint of checkpoints) {
+    const f = SafetensorsFile.open(checkpoint);
+    try {
+      meta = f.metadata;
+      for (const k of f.keys()) {
+        if (!k.startsWith('param/')) continue;
+        const t = f.read(k);
+        const sum = sums.get(k);
+        if (!sum) sums.set(k, { ...t, data: Float32Array.from(t.data as Float32Array) });
+        else (sum.data as Float32Array).forEach((v, i, a) => { a[i] = v + (t.data as Float32Array)[i]!; });
+      }
+    } finally {
+      f.close();
+    }
   }
+  for (const t of sums.values()) (t.data as Float32Array).forEach((v, i, a) => { a[i] = v / checkpoints.length; });
+  writeWeightsOnly(file, sums, Number(meta['step']), meta['config'] ?? '', float16);
+}
+
+/** The run folder's checkpoints, oldest first. */
+export function listCheckpoints(runDir: string): string[] {
+  const dir = path.join(runDir, 'checkpoints');
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir).filter((f) => /^step-\d+\.safetensors$/.test(f)).sort().map((f) => path.join(dir, f));
 }
 
 /** A checkpoint file from a run folder (its latest), a checkpoints folder, or the file itself. */
