@@ -5,23 +5,14 @@
  */
 import crypto from 'node:crypto';
 import path from 'node:path';
+import type { ImageSettings } from '../cli/restore_options.js';
 import type { ImageFormat } from '../image/io.js';
-import type { BackgroundUpsampler } from '../photo/restore_photo.js';
 
-/** The settings that decide one output's bytes (those of `osdface restore`, for one image). */
-export interface JobSettings {
-  mode: 'photo' | 'aligned';
-  latent: 'mode' | 'sample';
-  /** --latent sample: this image's seed (the submitted seed + its place in the list, as restore does). */
-  seed?: number;
-  format: ImageFormat;
-  size?: number;
-  upscale: 1 | 2 | 4;
-  background: BackgroundUpsampler;
-  onlyCenterFace: boolean;
-  maxFaces?: number;
-  minEyeDistance?: number;
-}
+/**
+ * The settings that decide one output's bytes: restore's (ImageSettings), for one image; with
+ * --latent sample, `seed` is this image's seed (the submitted seed + its place in the list, as restore does).
+ */
+export type JobSettings = ImageSettings;
 
 export interface JobData {
   /** Layout version of this object. */
