@@ -3,12 +3,13 @@
  *
  *   latent:   decode((1 - w) * x0 + w * z)            (z: the input's scaled latent)
  *   timestep: the x0 step at timestep round((1 - w) * t)  (t = the model's timestep; 0 keeps the input)
+ *   residual: latent, plus w * (input - decode(z)): what the decoder cannot rebuild of the input
  *   pixel:    (1 - w) * restored + w * input            (the baseline to beat)
  *
  * For each w it prints PSNR/SSIM against the ground truth and against the degraded input, and the
  * mean absolute change between neighbouring w (smoothness).
  *
- *   npx tsc -p . && node dist/bench/fidelity_candidates.js --lq /tmp/bl/lq --gt /tmp/bl/gt [--model DIR]
+ *   npx tsc -p . && node dist/bench/fidelity_candidates.js --lq /tmp/bl/lq --gt /tmp/bl/gt [--model DIR] [--methods latent,pixel] [--faces N]
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -53,10 +54,11 @@ async function main(): Promise<void> {
   const schedule = alphasCumprod(SD_SCHEDULE);
   const t0 = manifest.settings.timestep;
   const sf = pipeline.scalingFactor;
-  const names = fs.readdirSync(lqDir).filter((f) => /\.(png|jpg)$/.test(f)).sort();
+  const names = fs.readdirSync(lqDir).filter((f) => /\.(png|jpg)$/.test(f)).sort().slice(0, Number(arg('faces') ?? Infinity));
+  const methods = (arg('methods') ?? 'latent,timestep,residual,pixel').split(',');
   type Row = { toGt: number[]; toGtSsim: number[]; toLq: number[]; toLqSsim: number[]; step: number[] };
   const rows: Record<string, Row> = {};
-  for (const m of ['latent', 'timestep', 'pixel']) rows[m] = { toGt: WS.map(() => 0), toGtSsim: WS.map(() => 0), toLq: WS.map(() => 0), toLqSsim: WS.map(() => 0), step: WS.map(() => 0) };
+  for (const m of methods) rows[m] = { toGt: WS.map(() => 0), toGtSsim: WS.map(() => 0), toLq: WS.map(() => 0), toLqSsim: WS.map(() => 0), step: WS.map(() => 0) };
   for (const name of names) {
     const lqImg = await decodeImage(path.join(lqDir, name));
     const gt = await decodeImage(path.join(gtDir, name));
@@ -68,15 +70,20 @@ async function main(): Promise<void> {
     const eps = await pipeline.unet(z, vre.prompt);
     const x0 = x0FromEps(z, eps, manifest.settings.alphaCumprod);
     const restored = fromDecoded(await pipeline.decode(floatTensor(x0.shape, x0.data.map((v) => v / sf)), false));
-    const outs: Record<string, RgbImage[]> = { latent: [], timestep: [], pixel: [] };
+    const outs: Record<string, RgbImage[]> = Object.fromEntries(methods.map((m) => [m, []]));
+    const rebuilt = methods.includes('residual') ? fromDecoded(await pipeline.decode(mean, false)) : null;
     for (const w of WS) {
       const mixed = floatTensor(x0.shape, x0.data.map((v, i) => (v + w * (z.data[i]! - v)) / sf));
-      outs['latent']!.push(toImage(fromDecoded(await pipeline.decode(mixed, false))));
-      const t = Math.round((1 - w) * t0);
-      const e = await pipeline.unet(z, vre.prompt, t);
-      const x0t = x0FromEps(z, e, schedule[t]!);
-      outs['timestep']!.push(toImage(fromDecoded(await pipeline.decode(floatTensor(x0t.shape, x0t.data.map((v) => v / sf)), false))));
-      outs['pixel']!.push(toImage(floatTensor(restored.shape, restored.data.map((v, i) => (1 - w) * v + w * lq.data[i]!))));
+      const decoded = methods.includes('latent') || rebuilt ? fromDecoded(await pipeline.decode(mixed, false)) : null;
+      if (methods.includes('latent')) outs['latent']!.push(toImage(decoded!));
+      if (rebuilt) outs['residual']!.push(toImage(floatTensor(decoded!.shape, decoded!.data.map((v, i) => v + w * (lq.data[i]! - rebuilt.data[i]!)))));
+      if (methods.includes('timestep')) {
+        const t = Math.round((1 - w) * t0);
+        const e = await pipeline.unet(z, vre.prompt, t);
+        const x0t = x0FromEps(z, e, schedule[t]!);
+        outs['timestep']!.push(toImage(fromDecoded(await pipeline.decode(floatTensor(x0t.shape, x0t.data.map((v) => v / sf)), false))));
+      }
+      if (methods.includes('pixel')) outs['pixel']!.push(toImage(floatTensor(restored.shape, restored.data.map((v, i) => (1 - w) * v + w * lq.data[i]!))));
     }
     for (const [m, imgs] of Object.entries(outs)) {
       imgs.forEach((img, k) => {

@@ -17,6 +17,7 @@ import { ModelDirError, readManifest, type Manifest } from './pipeline/manifest.
 import type { OSDFacePipeline } from './pipeline/pipeline.js';
 import { resolveVaeTiling, type VaeTiling } from './pipeline/tiling.js';
 import { gaussianNoise } from './pipeline/random.js';
+import { checkFidelity } from './pipeline/fidelity.js';
 import { DEFAULT_DETECTOR, loadDetector, parseDetectorName, type Detector, type DetectorName } from './face/detectors.js';
 import { restorePhoto, type PhotoFace, type PhotoImage, type RestorePhotoOptions } from './photo/restore_photo.js';
 import { floatTensor, type FloatTensor } from './tensor.js';
@@ -65,6 +66,11 @@ export interface OSDFaceRestoreOptions {
    * seed. Left out, a random seed is drawn (reported in the result's `seed`).
    */
   seed?: number | readonly number[];
+  /**
+   * Fidelity to the input, in [0, 1]: 0 (default) is the model as trained, 1 stays closest to the
+   * input (it returns the input). See src/pipeline/fidelity.ts for how it works on the network.
+   */
+  fidelity?: number;
   /** Longer side of the output in pixels; default: the input's own size. */
   size?: number;
   /** Called after each group of same-size images: images done so far, images in the call. */
@@ -91,6 +97,8 @@ export interface OSDFacePhotoOptions extends Omit<RestorePhotoOptions, 'faceSize
    * Left out, a random seed is drawn (reported as the result's `seed`).
    */
   seed?: number;
+  /** As in `restore`: fidelity to the input in [0, 1] (default 0, the model as trained). */
+  fidelity?: number;
   /** Faces per network call (default 1; the pixels do not depend on it, the memory does). */
   batch?: number;
 }
@@ -283,7 +291,8 @@ export class OSDFace {
   }
 
   private async photo(input: OSDFaceInput, opts: OSDFacePhotoOptions): Promise<RestoredPhoto> {
-    const { latent = 'mode', seed, batch = 1, ...photoOpts } = opts;
+    const { latent = 'mode', seed, batch = 1, fidelity = 0, ...photoOpts } = opts;
+    checkFidelity(fidelity, 'OSDFace.restorePhoto');
     if (latent !== 'mode' && latent !== 'sample') throw new RangeError(`OSDFace.restorePhoto: latent must be 'mode' or 'sample', got ${String(latent)}`);
     if (!isPositiveInt(batch)) throw new RangeError(`OSDFace.restorePhoto: batch must be a positive integer, got ${String(batch)}`);
     if ('faceSize' in opts) throw new RangeError("OSDFace.restorePhoto: faceSize is the model's process size and cannot be set");
@@ -295,8 +304,8 @@ export class OSDFace {
       for (let i = 0; i < crops.length; i += batch) {
         const chunk = crops.slice(i, i + batch);
         const restored = await this.restoreList(chunk, base === undefined
-          ? { latent }
-          : { latent, seed: chunk.map((_, k) => (base + i + k) % SEED_LIMIT) });
+          ? { latent, fidelity }
+          : { latent, fidelity, seed: chunk.map((_, k) => (base + i + k) % SEED_LIMIT) });
         out.push(...restored.map(({ data, width, height, channels }) => ({ data, width, height, channels })));
       }
       return out;
@@ -325,6 +334,7 @@ export class OSDFace {
     const latent = opts.latent ?? 'mode';
     if (latent !== 'mode' && latent !== 'sample') throw new RangeError(`OSDFace.restore: latent must be 'mode' or 'sample', got ${String(latent)}`);
     if (opts.size !== undefined && !isPositiveInt(opts.size)) throw new RangeError(`OSDFace.restore: size must be a positive integer, got ${String(opts.size)}`);
+    const fidelity = checkFidelity(opts.fidelity ?? 0, 'OSDFace.restore');
     const seeds = this.seeds(inputs.length, latent, opts.seed);
 
     // Decode and square every image first, so a bad input fails the call before any compute.
@@ -348,7 +358,7 @@ export class OSDFace {
       const lq = floatTensor([group.length, 3, side, side]);
       group.forEach((it, i) => lq.data.set(it.tensor.data, i * plane));
       const eps = latent === 'sample' ? this.noise(group.map((it) => it.seed!)) : undefined;
-      const { out } = await this.pipeline.restore(lq, { latent, ...(eps ? { eps } : {}), vaeTiling: this.vaeTiling });
+      const { out } = await this.pipeline.restore(lq, { latent, ...(eps ? { eps } : {}), vaeTiling: this.vaeTiling, fidelity });
       const p = out.shape[2]!;
       const outPlane = 3 * p * p;
       for (let i = 0; i < group.length; i++) {

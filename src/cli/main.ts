@@ -87,6 +87,8 @@ options:
   --latent mode|sample   VAE posterior mean (default) or a sample of it
   --seed <N>             noise seed for --latent sample; image k of the list uses N+k (in a
                          photo, its j-th restored face N+k+j) (default: a random seed, printed)
+  --fidelity <w>         0 (default): the model as trained ... 1: closest to the input; in
+                         between, the latent moves towards the input's (src/pipeline/fidelity.ts)
   --skip-existing        leave outputs that already exist alone (reported as skipped)
   --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
@@ -268,7 +270,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
   let model: OSDFace | null = null;
   let detector: Detector | null = null;
   const photo: PhotoSettings = {
-    latent, format, compare, batch,
+    latent, format, compare, batch, fidelity: settings.fidelity ?? 0,
     upscale: settings.upscale,
     background: settings.background,
     onlyCenterFace: flags.has('only-center-face'),
@@ -314,7 +316,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
         break;
       }
       if (mode === 'photo') await restorePhotoEntry(model!, detector!, chunk[0]!, photo, progress);
-      else await restoreChunk(model!, chunk, { latent, size, format, compare }, progress);
+      else await restoreChunk(model!, chunk, { latent, size, format, compare, fidelity: settings.fidelity ?? 0 }, progress);
       reported = Math.max(reported, entries.indexOf(chunk[chunk.length - 1]!) + 1);
     }
     // What is left: settled entries after the last restored one, and images an interruption stopped.
@@ -362,6 +364,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
 
 interface ChunkSettings {
   latent: 'mode' | 'sample';
+  fidelity: number;
   size?: number;
   format: ImageFormat;
   compare: boolean;
@@ -390,7 +393,7 @@ async function restoreChunk(model: OSDFace, chunk: Entry[], s: ChunkSettings, pr
     }
   }
   if (ready.length === 0) return;
-  const opts = { latent: s.latent, ...(s.size !== undefined ? { size: s.size } : {}) };
+  const opts = { latent: s.latent, fidelity: s.fidelity, ...(s.size !== undefined ? { size: s.size } : {}) };
   let results: RestoredImage[];
   try {
     results = await model.restore(ready.map((r) => r.image), s.latent === 'sample' ? { ...opts, seed: ready.map((r) => r.entry.seed!) } : opts);
@@ -424,6 +427,7 @@ async function restoreChunk(model: OSDFace, chunk: Entry[], s: ChunkSettings, pr
 
 interface PhotoSettings {
   latent: 'mode' | 'sample';
+  fidelity: number;
   format: ImageFormat;
   compare: boolean;
   batch: number;
@@ -457,6 +461,7 @@ async function restorePhotoEntry(model: OSDFace, detector: Detector, entry: Entr
     const res = await model.restorePhoto(image, {
       detector,
       latent: s.latent,
+      fidelity: s.fidelity,
       ...(entry.seed !== undefined ? { seed: entry.seed } : {}),
       batch: s.batch,
       upscale: s.upscale,

@@ -16,6 +16,7 @@ export const RESTORE_FLAGS: Record<string, FlagSpec> = {
   size: { kind: 'int' },
   latent: { kind: 'string', choices: ['mode', 'sample'] },
   seed: { kind: 'int' },
+  fidelity: { kind: 'number' },
   'skip-existing': { kind: 'bool' },
   format: { kind: 'string', choices: ['png', 'jpg', 'jpeg', 'webp'] },
   json: { kind: 'bool' },
@@ -41,7 +42,7 @@ export const RESTORE_FLAGS: Record<string, FlagSpec> = {
 
 /** The flags that decide an output's pixels and encoding (what a queued job carries). */
 export const IMAGE_FLAGS = [
-  'aligned', 'size', 'latent', 'seed', 'format', 'upscale', 'bg-upsampler', 'only-center-face', 'max-faces', 'min-eye-distance',
+  'aligned', 'size', 'latent', 'seed', 'fidelity', 'format', 'upscale', 'bg-upsampler', 'only-center-face', 'max-faces', 'min-eye-distance',
 ] as const;
 
 /** Flags that only apply to whole photos (not to --aligned crops). */
@@ -57,6 +58,8 @@ export interface ImageSettings {
   latent: 'mode' | 'sample';
   /** --seed as given (image k of a list uses seed + k). */
   seed?: number;
+  /** --fidelity: 0 (left out) the model as trained ... 1 closest to the input. */
+  fidelity?: number;
   format: ImageFormat;
   /** --aligned: the output's longer side. */
   size?: number;
@@ -122,8 +125,11 @@ export function parseRestoreSettings(flags: Flags, usage: (msg: string) => Error
   const seed = flags.get('seed') as number | undefined;
   if (seed !== undefined && latent !== 'sample') throw usage('--seed only applies to --latent sample (the default mode path has no noise)');
   if (seed !== undefined && seed >= SEED_LIMIT) throw usage(`--seed must be below ${SEED_LIMIT}, got ${seed}`);
+  const fidelity = (flags.get('fidelity') as number | undefined) ?? 0;
+  if (!(fidelity >= 0 && fidelity <= 1)) throw usage(`--fidelity must be a number from 0 (the model as trained) to 1 (closest to the input), got ${fidelity}`);
   return {
     mode, latent, format, batch, detector,
+    ...(fidelity > 0 ? { fidelity } : {}),
     upscale: Number(flags.get('upscale') ?? 1) as 1 | 2 | 4,
     background: (bg ?? 'lanczos') as BackgroundUpsampler,
     onlyCenterFace: flags.has('only-center-face'),

@@ -30,6 +30,7 @@ export type StageSession = Pick<OnnxSession, 'run' | 'release'>;
 export type StageSessions = Record<StageName, StageSession>;
 import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
+import { addInputResidual, towardsInput } from './fidelity.js';
 import { gaussianNoise } from './random.js';
 import { TiledVae } from './tiled_vae.js';
 import { vaeTilingFor, type VaeTileOptions, type VaeTiling } from './tiling.js';
@@ -58,6 +59,12 @@ export interface RestoreOptions {
    * untiled one up to float rounding.
    */
   vaeTiling?: VaeTiling;
+  /**
+   * Fidelity to the input, w in [0, 1] (fidelity.ts). 0 (default) is the model as trained; 1
+   * returns the input. In between, the latent moves from the predicted x0 towards the input's
+   * latent, and the decoded image gets w times what the decoder cannot rebuild of the input.
+   */
+  fidelity?: number;
 }
 
 export interface RestoreResult extends VreResult {
@@ -196,8 +203,13 @@ export class OSDFacePipeline {
     }
     const epsPred = await this.unet(latent, vre.prompt);
     const x0 = x0FromEps(latent, epsPred, this.settings.alphaCumprod);
-    const decoded = await this.decode(floatTensor(x0.shape, x0.data.map((v) => f(v / sf))), opts.vaeTiling);
-    const out = floatTensor(decoded.shape, decoded.data.map((v) => Math.min(1, Math.max(0, f(f(Math.min(1, Math.max(-1, v)) * 0.5) + 0.5)))));
+    const w = opts.fidelity ?? 0;
+    const decoded = await this.decode(floatTensor(x0.shape, (w > 0 ? towardsInput(x0, latent, w) : x0).data.map((v) => f(v / sf))), opts.vaeTiling);
+    let out = floatTensor(decoded.shape, decoded.data.map((v) => Math.min(1, Math.max(0, f(f(Math.min(1, Math.max(-1, v)) * 0.5) + 0.5)))));
+    if (w > 0) {
+      const rebuilt = await this.decode(floatTensor(latent.shape, latent.data.map((v) => f(v / sf))), opts.vaeTiling);
+      out = addInputResidual(out, lqProcessed, rebuilt, w);
+    }
     return { ...vre, lqProcessed, mean, logvar, latent, epsPred, x0, decoded, out };
   }
 

@@ -26,12 +26,13 @@ export async function decodeJobImage(bytes: Uint8Array, input: string): Promise<
 
 export async function restoreJob(model: OSDFace, image: DecodedImage, s: JobSettings): Promise<RestoredJob> {
   if (s.mode === 'aligned') {
-    const opts = { latent: s.latent, ...(s.size !== undefined ? { size: s.size } : {}) };
+    const opts = { latent: s.latent, fidelity: s.fidelity ?? 0, ...(s.size !== undefined ? { size: s.size } : {}) };
     const [res] = await model.restore([image], s.latent === 'sample' ? { ...opts, seed: [s.seed!] } : opts);
     return { bytes: await encodeRestored(res!, s.format), faces: 1, notices: [] };
   }
   const res = await model.restorePhoto(image, {
     latent: s.latent,
+    fidelity: s.fidelity ?? 0,
     ...(s.seed !== undefined ? { seed: s.seed } : {}),
     batch: 1,
     upscale: s.upscale,

@@ -121,7 +121,8 @@ function makeJob(input: string, k: number, o: SubmitOptions, shared: string | un
   }
   names.set(name, input);
   const settings: JobSettings = {
-    mode: s.mode, latent: s.latent, format: s.format, upscale: s.upscale, background: s.background, onlyCenterFace: s.onlyCenterFace,
+    mode: s.mode, latent: s.latent, format: s.format,
+    ...(s.fidelity !== undefined ? { fidelity: s.fidelity } : {}), upscale: s.upscale, background: s.background, onlyCenterFace: s.onlyCenterFace,
     ...(s.seed !== undefined ? { seed: (s.seed + k) % SEED_LIMIT } : {}),
     ...(s.size !== undefined ? { size: s.size } : {}),
     ...(s.maxFaces !== undefined ? { maxFaces: s.maxFaces } : {}),

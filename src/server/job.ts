@@ -45,13 +45,14 @@ export async function runJob(model: OSDFace, detector: Detector, input: JobInput
   const seed = o.latent === 'sample' ? (o.seed ?? crypto.randomInt(0, SEED_LIMIT - 1)) : undefined;
   if (o.mode === 'aligned') {
     // `osdface restore --aligned`: model.restore([image], { latent, seed: [seed] })
-    const [res] = await model.restore([image], seed === undefined ? { latent: o.latent } : { latent: o.latent, seed: [seed] });
+    const [res] = await model.restore([image], seed === undefined ? { latent: o.latent, fidelity: o.fidelity } : { latent: o.latent, fidelity: o.fidelity, seed: [seed] });
     const bytes = await encodeImage(res!, o.format, o.format === 'jpg' ? undefined : res!.alpha);
     return { bytes, width: res!.width, height: res!.height, facesRestored: 1, faces: [], notices: [], ...(seed !== undefined ? { seed } : {}) };
   }
   const res = await model.restorePhoto(image, {
     detector,
     latent: o.latent,
+    fidelity: o.fidelity,
     ...(seed !== undefined ? { seed } : {}),
     batch: 1,
     upscale: o.upscale,

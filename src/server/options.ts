@@ -23,6 +23,7 @@ export const OPTIONS_SCHEMA = {
     format: { type: 'string', enum: ['png', 'jpg', 'webp'], default: 'png', description: 'output format (png and webp keep an alpha channel)' },
     latent: { type: 'string', enum: ['mode', 'sample'], default: 'mode', description: 'VAE posterior mean, or a sample of it drawn from seed' },
     seed: { type: 'integer', minimum: 0, maximum: SEED_LIMIT - 1, description: 'noise seed for latent=sample (default: random, returned in X-Seed)' },
+    fidelity: { type: 'number', minimum: 0, maximum: 1, default: 0, description: 'fidelity to the input: 0 the model as trained, 1 closest to the input' },
   },
 } as const;
 
@@ -37,6 +38,7 @@ export interface RestoreOptions {
   latent: 'mode' | 'sample';
   /** Only with latent 'sample' (drawn when not given). */
   seed?: number;
+  fidelity: number;
   upscale: 1 | 2 | 4;
   background: BackgroundUpsampler;
   onlyCenterFace: boolean;
@@ -93,6 +95,7 @@ export function resolveOptions(query: Record<string, unknown>, fields: Record<st
     mode,
     format: (o.format ?? 'png') as ImageFormat,
     latent,
+    fidelity: (o.fidelity ?? 0) as number,
     upscale: (o.upscale ?? 1) as 1 | 2 | 4,
     background: (o.background ?? 'lanczos') as BackgroundUpsampler,
     onlyCenterFace: o.only_center_face === true,
