@@ -44,6 +44,7 @@ usage:
   osdface train --config <config.json> [--stop-at <step>]
   osdface export --checkpoint <run folder> -o <model dir>
   osdface serve [--port 8080] [--model <dir>] [options]
+  osdface web [--port 8090] [--host 127.0.0.1]
   osdface queue submit | worker | collect | status --redis <url> [options]
   osdface --help | --version
 
@@ -59,6 +60,7 @@ commands:
   train     train (or resume) from a config
   export    turn a training run into a model directory
   serve     an HTTP service: POST /v1/restore, /healthz, /readyz, /metrics
+  web       the browser app: restore photos in the page, nothing uploaded
   queue     restore many images on many machines through a Redis queue (BullMQ)
 
 Run \`osdface <command> --help\` for a command's options.
@@ -136,7 +138,7 @@ exit codes: 0 all restored, unchanged or skipped, 1 some image failed, 2 usage e
 directory, 130 interrupted.
 `;
 
-const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train', 'export', 'serve', 'queue'] as const;
+const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train', 'export', 'serve', 'web', 'queue'] as const;
 
 /** The usage text of `command`, loading the command's module when it has its own; null for an unknown command. */
 async function usageOf(command: string | undefined): Promise<string | null> {
@@ -163,6 +165,8 @@ async function usageOf(command: string | undefined): Promise<string | null> {
       return (await import('./serve.js')).SERVE_USAGE;
     case 'queue':
       return (await import('./queue.js')).QUEUE_USAGE;
+    case 'web':
+      return (await import('./web.js')).WEB_USAGE;
     default:
       return null;
   }
@@ -522,6 +526,8 @@ async function main(argv: string[]): Promise<number> {
         return await (await import('./serve.js')).main(rest);
       case 'queue':
         return await (await import('./queue.js')).main(rest);
+      case 'web':
+        return await (await import('./web.js')).main(rest);
       case '--version':
       case '-v':
         process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);
