@@ -92,6 +92,10 @@ options:
   --skip-existing        leave outputs that already exist alone (reported as skipped)
   --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
+  --device cpu|cuda      where the networks run (default cpu); cuda: an NVIDIA GPU through
+                         onnxruntime-node's CUDA execution provider, which osdface does not
+                         install: without it, exit 2 with the command that installs it
+                         (README "Device"); face detection stays on the CPU
   --low-memory           load the UNet only while it runs: lower peak memory for a UNet
                          reload per network call (default for fp32 models over 256 MB: peak 4.2-4.55 GB instead
                          of 4.9 at 512x512, ~1 s more per call; see bench/RESULTS.md)
@@ -192,7 +196,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const settings = parseRestoreSettings(flags, usage);
-  const { mode, size, threads, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
+  const { mode, size, threads, device, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
   let seed = settings.seed;
   if (positionals.length === 0) throw usage('no input images given');
   const modelFlag = flags.get('model') as string | undefined;
@@ -286,6 +290,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
       try {
         model = await OSDFace.load(modelDir, {
           ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}), ...(lowMemory !== undefined ? { lowMemory } : {}),
+          ...(device !== undefined ? { device } : {}),
         });
       } catch (e) {
         log(e instanceof Error ? e.message : String(e));
