@@ -142,7 +142,7 @@ exit codes: 0 all restored, unchanged or skipped, 1 some image failed, 2 usage e
 directory, 130 interrupted.
 `;
 
-const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train', 'export', 'serve', 'web', 'queue'] as const;
+const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train', 'export', 'serve', 'queue', 'web'] as const;
 
 /** The usage text of `command`, loading the command's module when it has its own; null for an unknown command. */
 async function usageOf(command: string | undefined): Promise<string | null> {
