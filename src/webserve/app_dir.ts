@@ -19,8 +19,9 @@ export class AppDirError extends Error {
   }
 }
 
-/** A source checkout has the app's sources beside the place its build goes. */
+/** A source checkout has the TypeScript sources (the package ships only dist/) or the app's sources. */
 function isSourceCheckout(root: string): boolean {
+  if (fs.existsSync(path.join(root, 'src', 'cli', 'main.ts'))) return true;
   return ['package.json', 'index.html', 'vite.config.ts', 'vite.config.js', 'src'].some((f) => fs.existsSync(path.join(root, 'web', f)));
 }
 
