@@ -5,6 +5,7 @@ export {
 } from './osdface.js';
 export { convertRelease, type ConvertOptions } from './pipeline/convert.js';
 export { ModelDirError, type Manifest } from './pipeline/manifest.js';
+export { DEVICES, DeviceError, type Device } from './graph/device.js';
 export { ImageError, saveImage, type ImageFormat, type ImageInput, type RawPixels, type RgbImage } from './image/io.js';
 export {
   DEFAULT_MIN_EYE_DISTANCE, restorePhoto, type BackgroundUpsampler, type FaceStatus, type PhotoFace, type PhotoImage, type RestoreCrops,

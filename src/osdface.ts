@@ -21,6 +21,7 @@ import { checkFidelity } from './pipeline/fidelity.js';
 import { DEFAULT_DETECTOR, loadDetector, parseDetectorName, type Detector, type DetectorName } from './face/detectors.js';
 import { restorePhoto, type PhotoFace, type PhotoImage, type RestorePhotoOptions } from './photo/restore_photo.js';
 import { floatTensor, type FloatTensor } from './tensor.js';
+import { DEVICES, DeviceError, deviceLoadError, executionProvidersFor, isDevice, type Device } from './graph/device.js';
 
 export type ModelDtype = 'fp32' | 'int8';
 
@@ -51,6 +52,14 @@ export interface OSDFaceLoadOptions {
    * at 512 x 512, about 1 s more per call), false for int8 ones (2.0 GB peak either way).
    */
   lowMemory?: boolean;
+  /**
+   * Where the networks run: 'cpu' (default) or 'cuda' (an NVIDIA GPU, through onnxruntime-node's
+   * CUDA execution provider; operators it lacks run on the CPU). 'cuda' throws a DeviceError that
+   * says how to install the provider when this installation lacks it (osdface installs
+   * onnxruntime-node without it), or what CUDA needs when it fails to start. On 'cuda', lowMemory
+   * defaults to false. Face detection stays on the CPU.
+   */
+  device?: Device;
 }
 
 export interface OSDFaceRestoreOptions {
@@ -197,6 +206,10 @@ export class OSDFace {
     if (opts.dtype !== undefined && opts.dtype !== 'fp32' && opts.dtype !== 'int8') {
       throw new RangeError(`OSDFace.load: dtype must be 'fp32' or 'int8', got ${String(opts.dtype)}`);
     }
+    if (opts.device !== undefined && !isDevice(opts.device)) {
+      throw new RangeError(`OSDFace.load: device must be one of ${DEVICES.map((d) => `'${d}'`).join(', ')}, got ${String(opts.device)}`);
+    }
+    const device = opts.device ?? 'cpu';
     const dir = path.resolve(modelDir);
     const manifest = readManifest(dir);
     if (opts.dtype !== undefined && opts.dtype !== manifest.dtype) {
@@ -216,10 +229,17 @@ export class OSDFace {
         throw new RangeError(`OSDFace.load: vaeTiling: ${(e as Error).message}`);
       }
     }
+    // On CUDA: its provider first, CPU for the rest; graphs optimized per session (the cached
+    // optimized graphs are laid out for this CPU); the UNet kept loaded (no reload to the GPU per call).
+    const executionProviders = executionProvidersFor(device);
+    const onDevice = device === 'cpu' ? {} : { executionProviders, optimization: 'all' as const };
+    const lowMemory = opts.lowMemory ?? (device === 'cuda' ? false : undefined);
     let pipeline: OSDFacePipeline;
     try {
-      ({ pipeline } = await loadModelDir(dir, opts.threads !== undefined ? { threads: opts.threads } : {}, undefined, opts.lowMemory !== undefined ? { lowMemory: opts.lowMemory } : {}));
+      ({ pipeline } = await loadModelDir(dir, { ...(opts.threads !== undefined ? { threads: opts.threads } : {}), ...onDevice }, undefined, lowMemory !== undefined ? { lowMemory } : {}));
     } catch (e) {
+      const err = deviceLoadError(device, e);
+      if (err instanceof DeviceError) throw err;
       // A truncated or altered file of the packaged model: say how to repair the installation.
       throw isDefaultModelDir(dir) ? damagedDefault(dir, e) : e;
     }

@@ -60,7 +60,7 @@ test('a usage error is its message and a pointer to --help (which works), exit 2
   for (const args of [[], ['frobnicate'], ['help', 'frobnicate']]) {
     const r = osdface(...args);
     assert.equal(r.status, 2, args.join(' '));
-    assert.match(r.stderr, /^osdface: (no command given|unknown command 'frobnicate') \(commands: restore, detect, convert, degrade, eval, parity, train, export, serve, queue\)\nRun 'osdface --help' for the commands\.\n$/);
+    assert.match(r.stderr, /^osdface: (no command given|unknown command 'frobnicate') \(commands: restore, detect, convert, degrade, eval, parity, train, export, serve, queue, web\)\nRun 'osdface --help' for the commands\.\n$/);
   }
 });
 

@@ -44,6 +44,7 @@ usage:
   osdface train --config <config.json> [--stop-at <step>]
   osdface export --checkpoint <run folder> -o <model dir>
   osdface serve [--port 8080] [--model <dir>] [options]
+  osdface web [--port 8090] [--host 127.0.0.1]
   osdface queue submit | worker | collect | status --redis <url> [options]
   osdface --help | --version
 
@@ -59,6 +60,7 @@ commands:
   train     train (or resume) from a config
   export    turn a training run into a model directory
   serve     an HTTP service: POST /v1/restore, /healthz, /readyz, /metrics
+  web       the browser app: restore photos in the page, nothing uploaded
   queue     restore many images on many machines through a Redis queue (BullMQ)
 
 Run \`osdface <command> --help\` for a command's options.
@@ -92,6 +94,10 @@ options:
   --skip-existing        leave outputs that already exist alone (reported as skipped)
   --batch <N>            faces (photos) or images (--aligned) per network call (default 1)
   --threads <N>          ONNX Runtime threads (default: all cores)
+  --device cpu|cuda      where the networks run (default cpu); cuda: an NVIDIA GPU through
+                         onnxruntime-node's CUDA execution provider, which osdface does not
+                         install: without it, exit 2 with the command that installs it
+                         (README "Device"); face detection stays on the CPU
   --low-memory           load the UNet only while it runs: lower peak memory for a UNet
                          reload per network call (default for fp32 models over 256 MB: peak 4.2-4.55 GB instead
                          of 4.9 at 512x512, ~1 s more per call; see bench/RESULTS.md)
@@ -138,7 +144,7 @@ exit codes: 0 all restored, unchanged or skipped, 1 some image failed, 2 usage e
 directory, 130 interrupted.
 `;
 
-const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train', 'export', 'serve', 'queue'] as const;
+const COMMANDS = ['restore', 'detect', 'convert', 'degrade', 'eval', 'parity', 'train', 'export', 'serve', 'queue', 'web'] as const;
 
 /** The usage text of `command`, loading the command's module when it has its own; null for an unknown command. */
 async function usageOf(command: string | undefined): Promise<string | null> {
@@ -165,6 +171,8 @@ async function usageOf(command: string | undefined): Promise<string | null> {
       return (await import('./serve.js')).SERVE_USAGE;
     case 'queue':
       return (await import('./queue.js')).QUEUE_USAGE;
+    case 'web':
+      return (await import('./web.js')).WEB_USAGE;
     default:
       return null;
   }
@@ -190,7 +198,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const settings = parseRestoreSettings(flags, usage);
-  const { mode, size, threads, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
+  const { mode, size, threads, device, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
   let seed = settings.seed;
   if (positionals.length === 0) throw usage('no input images given');
   const modelFlag = flags.get('model') as string | undefined;
@@ -284,6 +292,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
       try {
         model = await OSDFace.load(modelDir, {
           ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}), ...(lowMemory !== undefined ? { lowMemory } : {}),
+          ...(device !== undefined ? { device } : {}),
         });
       } catch (e) {
         log(e instanceof Error ? e.message : String(e));
@@ -527,6 +536,8 @@ async function main(argv: string[]): Promise<number> {
         return await (await import('./serve.js')).main(rest);
       case 'queue':
         return await (await import('./queue.js')).main(rest);
+      case 'web':
+        return await (await import('./web.js')).main(rest);
       case '--version':
       case '-v':
         process.stdout.write(`osdface ${PACKAGE_VERSION}\n`);

@@ -9,6 +9,7 @@ import type { RgbImage } from '../image/io.js';
 import type { BackgroundUpsampler } from '../photo/restore_photo.js';
 import type { VaeTiling } from '../pipeline/tiling.js';
 import { DEFAULT_DETECTOR, DETECTOR_NAMES, isDetectorName, type DetectorName } from '../face/detectors.js';
+import { DEVICES, type Device } from '../graph/device.js';
 
 export const RESTORE_FLAGS: Record<string, FlagSpec> = {
   out: { kind: 'string', short: 'o' },
@@ -21,6 +22,7 @@ export const RESTORE_FLAGS: Record<string, FlagSpec> = {
   format: { kind: 'string', choices: ['png', 'jpg', 'jpeg', 'webp'] },
   json: { kind: 'bool' },
   threads: { kind: 'int' },
+  device: { kind: 'string', choices: DEVICES },
   'low-memory': { kind: 'bool' },
   'no-low-memory': { kind: 'bool' },
   'vae-tile': { kind: 'int' },
@@ -75,6 +77,8 @@ export interface RestoreSettings extends ImageSettings {
   /** --detector: which face detector finds the faces of whole photos. */
   detector: DetectorName;
   threads?: number;
+  /** --device: where the networks run (OSDFace.load device; default cpu). */
+  device?: Device;
   vaeTiling?: VaeTiling;
   lowMemory?: boolean;
   batch: number;
@@ -140,6 +144,7 @@ export function parseRestoreSettings(flags: Flags, usage: (msg: string) => Error
     ...(seed !== undefined ? { seed } : {}),
     ...(size !== undefined ? { size } : {}),
     ...(threads !== undefined ? { threads } : {}),
+    ...(flags.has('device') ? { device: flags.get('device') as Device } : {}),
     ...(vaeTiling !== undefined ? { vaeTiling } : {}),
     ...(lowMemory !== undefined ? { lowMemory } : {}),
     ...(maxFaces !== undefined ? { maxFaces } : {}),
