@@ -6,6 +6,13 @@
 import fs from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 
+/**
+ * ffmpeg runs in its own process group (not on Windows), so a Ctrl-C at the terminal reaches
+ * osdface only, which stops after the current frame and then kills ffmpeg itself; otherwise
+ * ffmpeg would get the SIGINT too and stop mid-frame with an error of its own.
+ */
+export const OWN_GROUP = process.platform !== 'win32';
+
 const children = new Set<ChildProcess>();
 const partials = new Set<string>();
 let hooked = false;

@@ -8,7 +8,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { toolPath } from './ffmpeg_path.js';
 import { VideoError } from './probe.js';
-import { trackChild } from './children.js';
+import { OWN_GROUP, trackChild } from './children.js';
 import { tail } from './frames.js';
 
 export const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'] as const;
@@ -57,7 +57,7 @@ export class FrameWriter {
     args.push('-c:v', 'libx264', '-preset', opts.preset, '-crf', String(opts.crf), '-pix_fmt', 'yuv420p', '-c:a', 'copy');
     if (opts.muxer === 'mp4' || opts.muxer === 'mov') args.push('-movflags', '+faststart');
     args.push('-f', opts.muxer, opts.output);
-    this.proc = spawn(toolPath('ffmpeg').path, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    this.proc = spawn(toolPath('ffmpeg').path, args, { stdio: ['pipe', 'ignore', 'pipe'], detached: OWN_GROUP });
     trackChild(this.proc);
     this.stderr = tail(this.proc.stderr);
     // A write after ffmpeg died fails with EPIPE; the reason is in its stderr, reported by finish/write.

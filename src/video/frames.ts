@@ -8,7 +8,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { toolPath } from './ffmpeg_path.js';
 import { ffmpegReason, VideoError } from './probe.js';
-import { trackChild } from './children.js';
+import { OWN_GROUP, trackChild } from './children.js';
 
 export interface DecodeOptions {
   /** Seconds into the video to start at. */
@@ -40,7 +40,7 @@ export class FrameReader {
     if (opts.duration !== undefined) args.push('-t', String(opts.duration));
     // passthrough: every decoded frame once, none duplicated or dropped
     args.push('-i', file, '-map', '0:v:0', '-vsync', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
-    this.proc = spawn(toolPath('ffmpeg').path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(toolPath('ffmpeg').path, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: OWN_GROUP });
     trackChild(this.proc);
     this.stderr = tail(this.proc.stderr);
     this.exited = new Promise((resolve, reject) => {

@@ -109,8 +109,14 @@ export async function restoreVideo(model: OSDFace, detector: Detector, input: st
   const upscale = photo.upscale ?? 1;
   const width = info.width * upscale;
   const height = info.height * upscale;
-  const notices = new Map<string, number>();
-  const note = (n: string) => notices.set(n, (notices.get(n) ?? 0) + 1);
+  // Per-frame notices differ only in their numbers (an eye distance, a face's index): counted together, the first one shown.
+  const notices = new Map<string, { text: string; frames: number }>();
+  const note = (n: string) => {
+    const key = n.replace(/\d+(\.\d+)?/g, '#');
+    const seen = notices.get(key);
+    if (seen) seen.frames++;
+    else notices.set(key, { text: n, frames: 1 });
+  };
   if (width % 2 !== 0 || height % 2 !== 0) note(`the frames are ${width}x${height}; H.264 (yuv420p) needs even sides, so the last ${width % 2 ? 'column' : 'row'}${width % 2 && height % 2 ? ' and row are' : ' is'} repeated once`);
 
   const part = partialPath(output);
@@ -161,7 +167,7 @@ export async function restoreVideo(model: OSDFace, detector: Detector, input: st
       ? `no face found in any of the ${frames} frames: the video is re-encoded unchanged${upscale > 1 ? ` (upscaled x${upscale})` : ''}, with its audio copied`
       : `no face restored in any of the ${frames} frames (see the other notes): the video is re-encoded unchanged${upscale > 1 ? ` (upscaled x${upscale})` : ''}, with its audio copied`);
   }
-  const shown = [...notices].map(([n, k]) => (k > 1 ? `${n} (in ${k} of ${frames} frames)` : n));
+  const shown = [...notices.values()].map(({ text, frames: k }) => (k > 1 ? `${text} (in ${k} of ${frames} frames)` : text));
   return {
     input, output, frames, fps: info.fps, duration: frames / info.fps, width, height,
     faceFrames, framesWithFaces, tracks: tracker.trackCount, audio: info.audio, notices: shown,
