@@ -1,11 +1,12 @@
 /**
  * `npm run bench:video -- [--model DIR] [--threads 2] [--frames 48] [--fps 24] [--photo FILE]
- *   [--tune] [--rss-frames 16 | --no-rss] [--keep DIR] [--out FILE]`
+ *   [--noise 10] [--jpeg-q 15] [--tune] [--rss-frames 16 | --no-rss] [--keep DIR] [--out FILE]`
  *
  * Steadiness of restored video. Makes its own clip with ffmpeg: a photo from ../shared/data/whole
  * (default codeformer_03.jpg, one face) slowly panned and zoomed (zoompan on the photo upscaled 8x,
- * so the camera moves in 1/8-pixel steps), temporal noise on every frame, every frame JPEG-
- * compressed (an MJPEG pass at -q:v 15), then H.264 with a sine audio track. Restores it twice
+ * so the camera moves in 1/8-pixel steps), temporal noise on every frame (ffmpeg's noise filter,
+ * strength --noise), every frame JPEG-compressed (an MJPEG pass at -q:v --jpeg-q), then H.264 with
+ * a sine audio track. Restores it twice
  * with the model (default: the packaged osdface-small), on --threads ONNX threads: per-frame
  * alignment (--no-smooth) and tracked + smoothed (the default), and prints for each:
  *
@@ -47,11 +48,13 @@ const shared = path.resolve(repoRoot, '../shared');
 
 const { flags } = parseFlags(process.argv.slice(2), {
   model: { kind: 'string' }, threads: { kind: 'int' }, frames: { kind: 'int' }, fps: { kind: 'int' }, photo: { kind: 'string' },
-  tune: { kind: 'bool' }, 'rss-frames': { kind: 'int' }, 'no-rss': { kind: 'bool' }, keep: { kind: 'string' }, out: { kind: 'string' },
+  noise: { kind: 'int' }, 'jpeg-q': { kind: 'int' }, tune: { kind: 'bool' }, 'rss-frames': { kind: 'int' }, 'no-rss': { kind: 'bool' }, keep: { kind: 'string' }, out: { kind: 'string' },
 });
 const threads = (flags.get('threads') as number | undefined) ?? 2;
 const nFrames = (flags.get('frames') as number | undefined) ?? 48;
 const fps = (flags.get('fps') as number | undefined) ?? 24;
+const noise = (flags.get('noise') as number | undefined) ?? 10;
+const jpegQ = (flags.get('jpeg-q') as number | undefined) ?? 15;
 const photo = (flags.get('photo') as string | undefined) ?? path.join(shared, 'data/whole/codeformer_03.jpg');
 const modelDir = resolveModelDir(flags.get('model') as string | undefined);
 const work = (flags.get('keep') as string | undefined) ?? fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-bench-video-'));
@@ -76,8 +79,8 @@ async function makeClip(file: string, frames: number): Promise<void> {
   const t = `(on/${Math.max(1, frames - 1)})`;
   // zoom 1.25 -> 1.5, window moving right 60 px and down 20 px (photo pixels; x8 in the upscaled photo)
   const zoompan = `zoompan=z='1.25+0.25*${t}':x='8*60*${t}':y='8*20*${t}':d=1:s=480x270:fps=${fps}`;
-  await run(ffmpeg, ['-hide_banner', '-v', 'error', '-y', '-loop', '1', '-i', photo, '-vf', `scale=iw*8:ih*8:flags=bicubic,${zoompan},noise=alls=10:allf=t`,
-    '-frames:v', String(frames), '-c:v', 'mjpeg', '-q:v', '15', mjpeg]);
+  await run(ffmpeg, ['-hide_banner', '-v', 'error', '-y', '-loop', '1', '-i', photo, '-vf', `scale=iw*8:ih*8:flags=bicubic,${zoompan},noise=alls=${noise}:allf=t`,
+    '-frames:v', String(frames), '-c:v', 'mjpeg', '-q:v', String(jpegQ), mjpeg]);
   await run(ffmpeg, ['-hide_banner', '-v', 'error', '-y', '-i', mjpeg, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
     '-map', '0:v', '-map', '1:a', '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '10', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-shortest', file]);
   fs.rmSync(mjpeg);
@@ -187,7 +190,7 @@ async function main(): Promise<void> {
     rows.push(`| ${smooth ? 'tracked + smoothed (default)' : 'per-frame (--no-smooth)'} | ${f3(lj)} (${f2((100 * lj) / eye)}) | ${f3(deviation(used, reference))} | ${f2(fj)} | ${f3(fpsDone)} |`);
   }
   await Promise.all([model.dispose(), detector.dispose()]);
-  process.stdout.write(`\nbench:video: ${path.basename(photo)}, ${nFrames} frames at ${fps} fps (480x270, eye distance ${f2(eye)} px), model ${path.relative(repoRoot, modelDir) || modelDir}, ${threads} threads\n\n${rows.join('\n')}\n`);
+  process.stdout.write(`\nbench:video: ${path.basename(photo)}, ${nFrames} frames at ${fps} fps (480x270, noise ${noise}, JPEG q ${jpegQ}, eye distance ${f2(eye)} px), model ${path.relative(repoRoot, modelDir) || modelDir}, ${threads} threads\n\n${rows.join('\n')}\n`);
 
   const rss: Record<string, unknown>[] = [];
   if (!flags.has('no-rss')) {
@@ -202,7 +205,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`\npeak RSS of \`osdface restore <clip> -o <dir> --threads ${threads}\` (the node process; the two ffmpeg processes stream):\n\n${rrows.join('\n')}\n`);
   }
-  if (flags.has('out')) fs.writeFileSync(flags.get('out') as string, `${JSON.stringify({ photo, frames: nFrames, fps, eyeDistance: eye, threads, model: modelDir, results, rss }, null, 2)}\n`);
+  if (flags.has('out')) fs.writeFileSync(flags.get('out') as string, `${JSON.stringify({ photo, frames: nFrames, fps, noise, jpegQ, eyeDistance: eye, threads, model: modelDir, results, rss }, null, 2)}\n`);
   if (!flags.has('keep')) fs.rmSync(work, { recursive: true, force: true });
 }
 

@@ -114,13 +114,21 @@ export async function restoreVideoCommand(flags: Flags, positionals: readonly st
     const output = videoOutputPath(input, outDir);
     const e: VideoEntry = { input, output };
     entries.push(e);
-    if (!fs.existsSync(input)) e.status = 'failed', e.error = 'no such file';
-    else if (!fs.statSync(input).isFile()) e.status = 'failed', e.error = 'not a file';
-    else if (path.resolve(output) === path.resolve(input)) e.status = 'failed', e.error = `the output ${output} would overwrite this input; choose another -o folder`;
-    else if (writers.has(path.resolve(output))) e.status = 'failed', e.error = `the output ${output} is already written for ${writers.get(path.resolve(output))}; restore files with the same name into separate folders`;
-    else {
+    const taken = writers.get(path.resolve(output));
+    const error = !fs.existsSync(input) ? 'no such file'
+      : !fs.statSync(input).isFile() ? 'not a file'
+      : path.resolve(output) === path.resolve(input) ? `the output ${output} would overwrite this input; choose another -o folder`
+      : taken !== undefined ? `the output ${output} is already written for ${taken}; restore files with the same name into separate folders`
+      : undefined;
+    if (error !== undefined) {
+      e.status = 'failed';
+      e.error = error;
+    } else {
       writers.set(path.resolve(output), input);
-      if (skipExisting && fs.existsSync(output)) e.status = 'skipped', e.reason = `${output} exists (--skip-existing)`;
+      if (skipExisting && fs.existsSync(output)) {
+        e.status = 'skipped';
+        e.reason = `${output} exists (--skip-existing)`;
+      }
     }
   }
   let seed = seedFlag;

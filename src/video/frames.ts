@@ -15,6 +15,8 @@ export interface DecodeOptions {
   start?: number;
   /** Seconds to decode from there. */
   duration?: number;
+  /** Which video stream (ffmpeg's `0:v:<k>`; default 0). */
+  stream?: number;
 }
 
 /** The last 64 kB of a stream, as text. */
@@ -39,7 +41,7 @@ export class FrameReader {
     if (opts.start !== undefined && opts.start > 0) args.push('-ss', String(opts.start));
     if (opts.duration !== undefined) args.push('-t', String(opts.duration));
     // passthrough: every decoded frame once, none duplicated or dropped
-    args.push('-i', file, '-map', '0:v:0', '-vsync', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
+    args.push('-i', file, '-map', `0:v:${opts.stream ?? 0}`, '-vsync', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
     this.proc = spawn(toolPath('ffmpeg').path, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: OWN_GROUP });
     trackChild(this.proc);
     this.stderr = tail(this.proc.stderr);

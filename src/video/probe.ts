@@ -24,6 +24,8 @@ export interface VideoInfo {
   height: number;
   /** The video codec (e.g. 'h264'). */
   codec: string;
+  /** Which of the file's video streams is the video (0 unless a cover picture comes first): ffmpeg's `0:v:<k>`. */
+  videoStream: number;
   /** Frames per second as a rational string (e.g. '25/1', '30000/1001'), and its value. */
   fpsRational: string;
   fps: number;
@@ -105,7 +107,8 @@ export function probeVideo(file: string): Promise<VideoInfo> {
 
 function describe(file: string, out: ProbeOutput): VideoInfo {
   const streams = out.streams ?? [];
-  const video = streams.find((s) => s.codec_type === 'video' && !s.disposition?.attached_pic);
+  const videos = streams.filter((s) => s.codec_type === 'video');
+  const video = videos.find((s) => !s.disposition?.attached_pic);
   if (!video) throw new VideoError(file, 'no video stream in it (an audio file or a still picture?)');
   if (!video.width || !video.height) throw new VideoError(file, `cannot read the video: its ${video.codec_name ?? 'video'} stream has no frame size (the file is damaged or truncated)`);
   const fps = rate(video.avg_frame_rate) ?? rate(video.r_frame_rate);
@@ -122,6 +125,7 @@ function describe(file: string, out: ProbeOutput): VideoInfo {
     width: turned ? video.height : video.width,
     height: turned ? video.width : video.height,
     codec: video.codec_name ?? 'unknown',
+    videoStream: videos.indexOf(video),
     fpsRational: fps[0],
     fps: fps[1],
     frames,

@@ -121,10 +121,10 @@ export async function restoreVideo(model: OSDFace, detector: Detector, input: st
 
   const part = partialPath(output);
   trackPartial(part);
-  const part_ = { start: opts.start, duration: opts.duration };
-  const reader = new FrameReader(input, info.width, info.height, part_);
+  const range = { ...(opts.start !== undefined ? { start: opts.start } : {}), ...(opts.duration !== undefined ? { duration: opts.duration } : {}) };
+  const reader = new FrameReader(input, info.width, info.height, { ...range, stream: info.videoStream });
   const writer = new FrameWriter({
-    width, height, fps: info.fpsRational, audioFrom: input, ...part_, crf: opts.crf ?? 18, preset: opts.preset ?? 'medium',
+    width, height, fps: info.fpsRational, audioFrom: input, ...range, crf: opts.crf ?? 18, preset: opts.preset ?? 'medium',
     muxer: container.muxer, output: part, audioCodecs: info.audio,
   });
   const tracker = new FaceTracker({ smooth: opts.smooth ?? true, ...(opts.oneEuro ? { oneEuro: opts.oneEuro } : {}) });
