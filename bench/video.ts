@@ -151,8 +151,8 @@ async function main(): Promise<void> {
 
   if (flags.has('tune')) {
     const rows: string[] = ['| minCutoff | beta | jitter px | deviation px |', '|---:|---:|---:|---:|'];
-    for (const minCutoff of [0.3, 0.5, 1, 2]) {
-      for (const beta of [0, 1, 4, 16]) {
+    for (const minCutoff of [0.5, 1, 1.5, 2]) {
+      for (const beta of [0, 4, 8, 16, 32]) {
         const tracker = new FaceTracker({ oneEuro: { ...DEFAULT_FACE_ONE_EURO, minCutoff, beta } });
         const used: Landmarks5[] = [];
         for (let t = 0; t < input.length; t++) {

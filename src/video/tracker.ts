@@ -22,10 +22,13 @@ export interface TrackerOptions {
 }
 
 /**
- * Settings for landmarks measured in face sizes (the box's longer side): about 1 Hz at rest, and
- * at 0.5 face sizes per second (a brisk head turn) about 3 Hz. Chosen with `npm run bench:video`.
+ * Settings for landmarks measured in face sizes (the box's longer side): a 1 Hz cutoff at rest,
+ * 4 Hz at 0.2 face sizes per second (a slow pan), 9 Hz at 0.5 (a brisk head turn). Chosen with
+ * `npm run bench:video -- --tune`: on its slowly panned clip they cut the landmarks' frame-to-frame
+ * noise 2.5 times without lag (their distance to the smooth motion stays the raw detections');
+ * beta 4 cuts it 3.8 times but lags 1.5 px behind a 30 px/s pan.
  */
-export const DEFAULT_FACE_ONE_EURO: OneEuroOptions = { ...DEFAULT_ONE_EURO, minCutoff: 1, beta: 4 };
+export const DEFAULT_FACE_ONE_EURO: OneEuroOptions = { ...DEFAULT_ONE_EURO, minCutoff: 1, beta: 16 };
 
 export interface TrackedFace extends DetectedFace {
   /** The track's id: the same face keeps it across frames. */
