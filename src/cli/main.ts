@@ -28,6 +28,7 @@ import { expandInputs, isDirectory } from './inputs.js';
 import { plural, Progress, reason, type Entry, type EntryStatus } from './restore_progress.js';
 import { encodeRestored, parseRestoreSettings, RESTORE_FLAGS, SEED_LIMIT } from './restore_options.js';
 import { main as trainMain, TRAIN_USAGE } from './train.js';
+import { checkImageRun, isVideoInput, restoreVideoCommand, VIDEO_FLAGS, VIDEO_HELP } from '../video/cli.js';
 
 // ---------------------------------------------------------------------------------------------
 // Usage
@@ -140,6 +141,7 @@ aligned face crops:
                          edge-padded to a square, restored and cropped back
   --size <N>             longer side of the outputs in pixels (default: each input's own size)
 
+${VIDEO_HELP}
 exit codes: 0 all restored, unchanged or skipped, 1 some image failed, 2 usage error or unusable model
 directory, 130 interrupted.
 `;
@@ -192,11 +194,13 @@ function positive(flags: Map<string, FlagValue>, name: string): number | undefin
 
 
 async function restoreCommand(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseFlags(argv, RESTORE_FLAGS);
+  const { flags, positionals } = parseFlags(argv, { ...RESTORE_FLAGS, ...VIDEO_FLAGS });
   if (flags.has('help')) {
     process.stdout.write(RESTORE_USAGE);
     return 0;
   }
+  if (positionals.some(isVideoInput)) return restoreVideoCommand(flags, positionals, usage);
+  checkImageRun(flags, positionals, usage);
   const settings = parseRestoreSettings(flags, usage);
   const { mode, size, threads, device, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
   let seed = settings.seed;
