@@ -43,6 +43,16 @@ function baseName(file: string): string {
   return file.split('/').pop()!;
 }
 
+/** Whether ONNX bytes name `location` (an external data file's name is stored verbatim in the graph). */
+function mentions(bytes: Uint8Array, location: string): boolean {
+  const needle = new TextEncoder().encode(location);
+  outer: for (let i = 0; i + needle.length <= bytes.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
 export async function loadModelFiles(files: ModelFiles, createSession: CreateSession, opts: LoadModelFilesOptions = {}): Promise<LoadedModelFiles> {
   const need = async (file: string, onProgress?: (loaded: number, total: number) => void): Promise<Uint8Array> => {
     const b = await files.bytes(file, onProgress);
@@ -65,10 +75,12 @@ export async function loadModelFiles(files: ModelFiles, createSession: CreateSes
     for (const [stage, file] of stages) {
       report({ stage: 'download', file });
       const graph = await need(file);
-      const data = await files.bytes(`${file}.data`, (loaded, size) => report({ stage: 'download', file: `${file}.data`, loaded, size }));
+      // the weights beside the graph, when the graph refers to them
+      const location = `${baseName(file)}.data`;
+      const data = mentions(graph, location) ? await need(`${file}.data`, (loaded, size) => report({ stage: 'download', file: `${file}.data`, loaded, size })) : null;
       report({ stage: 'compile', file });
       sessions[stage] = await createSession(graph, {
-        ...(data ? { externalData: [{ path: `${baseName(file)}.data`, data }] } : {}),
+        ...(data ? { externalData: [{ path: location, data }] } : {}),
         ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
       });
       done++;

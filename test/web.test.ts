@@ -1,0 +1,187 @@
+/**
+ * The browser app (web/) in real headless Chromium (Debian's `chromium`, driven by playwright-core):
+ * it restores an aligned face and a whole photo with the packaged model on WASM, with the same
+ * pixels as Node (within 2/255), makes no request outside its origin and sends no image bytes,
+ * works offline after the first visit (service worker), and a screenshot of the result view is
+ * written to test-artifacts/web-result.png. WebGPU is tried with SwiftShader; what happened is logged.
+ *
+ * The app is rebuilt first (web/scripts/prepare.mjs + vite build; dist/ is already compiled by
+ * `npm test`), so the test always runs the current sources.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { OSDFace } from '../src/osdface.js';
+import type { RgbImage } from '../src/image/io.js';
+import { repoRoot, shared } from './helpers.js';
+import { serveStatic, type StaticServer } from './web-static.js';
+
+const CHROMIUM = process.env.OSDFACE_CHROMIUM ?? '/usr/bin/chromium';
+const alignedFace = path.join(shared, 'data/real-lq/codeformer-gray_067_David_Beckham_00.png');
+const wholePhoto = path.join(shared, 'data/whole/codeformer_01.jpg');
+const artifacts = path.join(repoRoot, 'test-artifacts');
+
+function skipReason(): string | false {
+  if (!fs.existsSync(CHROMIUM)) {
+    const why = `Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install -y chromium) or set OSDFACE_CHROMIUM`;
+    if (process.env.CI) throw new Error(`${why} (CI must run the browser tests)`);
+    return why;
+  }
+  if (!fs.existsSync(alignedFace) || !fs.existsSync(wholePhoto)) return `test images not found under ${shared}/data`;
+  return false;
+}
+const skip = skipReason();
+
+/** Chromium needs --no-sandbox when run as root (CI containers). */
+const baseArgs = process.getuid?.() === 0 ? ['--no-sandbox'] : [];
+
+function buildWeb(): void {
+  const opts = { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] as ['ignore', 'ignore', 'inherit'] };
+  execFileSync(process.execPath, ['web/scripts/prepare.mjs'], opts);
+  execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'web/vite.config.ts', '--logLevel', 'warn'], opts);
+  execFileSync(process.execPath, ['web/scripts/precache.mjs'], opts);
+}
+
+async function rgbOf(file: string): Promise<RgbImage> {
+  const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(data), width: info.width, height: info.height, channels: 3 };
+}
+
+function maxDiff(a: RgbImage, b: RgbImage): number {
+  assert.equal(`${a.width}x${a.height}`, `${b.width}x${b.height}`, 'sizes differ');
+  let m = 0;
+  for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i]! - b.data[i]!));
+  return m;
+}
+
+async function waitState(page: Page, states: string[], timeout = 150_000): Promise<string> {
+  await page.waitForFunction((s) => s.includes(document.body.dataset.state ?? ''), states, { timeout });
+  return page.evaluate(() => document.body.dataset.state ?? '');
+}
+
+async function pageError(page: Page): Promise<string> {
+  return page.evaluate(() => `${document.getElementById('error')?.textContent ?? ''} [stage: ${document.getElementById('stage')?.textContent ?? ''}]`);
+}
+
+/** Opens `file` in the page in `mode`, waits for the result, downloads it as PNG and decodes it. */
+async function restoreInPage(page: Page, file: string, mode: 'aligned' | 'photo'): Promise<RgbImage> {
+  await page.check(`input[name=mode][value=${mode}]`);
+  await page.setInputFiles('#file', file);
+  const state = await waitState(page, ['done', 'error']);
+  assert.equal(state, 'done', `the page failed: ${await pageError(page)}`);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const saved = await download.path();
+  return rgbOf(saved);
+}
+
+describe('browser app (web/) in headless Chromium', { skip }, () => {
+  let server: StaticServer;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let model: OSDFace;
+  const requests: { url: string; method: string; body: number }[] = [];
+  let alignedResult: RgbImage;
+
+  before(async () => {
+    buildWeb();
+    server = await serveStatic(path.join(repoRoot, 'web/dist'));
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: baseArgs });
+    context = await browser.newContext();
+    context.on('request', (r) => requests.push({ url: r.url(), method: r.method(), body: r.postDataBuffer()?.length ?? 0 }));
+    page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error:', e.message));
+    model = await OSDFace.load({ threads: 2 });
+    await page.goto(`${server.url}?backend=wasm&threads=2`);
+    const state = await waitState(page, ['ready', 'error']);
+    assert.equal(state, 'ready', `the model did not load: ${await pageError(page)}`);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    await model?.dispose();
+  });
+
+  test('the page runs on WASM with 2 threads (cross-origin isolated) and says so', async () => {
+    const { backend, threads, label, isolated } = await page.evaluate(() => ({
+      backend: document.body.dataset.backend, threads: document.body.dataset.threads,
+      label: document.getElementById('backend')?.textContent, isolated: globalThis.crossOriginIsolated,
+    }));
+    assert.equal(isolated, true);
+    assert.equal(backend, 'wasm');
+    assert.equal(threads, '2');
+    assert.equal(label, 'WASM, 2 threads');
+  });
+
+  test('an aligned face from real-lq: the same pixels as Node within 2/255', async () => {
+    alignedResult = await restoreInPage(page, alignedFace, 'aligned');
+    const node = await model.restore(alignedFace);
+    const d = maxDiff(alignedResult, node);
+    assert.ok(d <= 2, `max difference to Node ${d}/255`);
+  });
+
+  test('a whole photo: faces detected, restored and pasted back as in Node within 2/255; a face strip; a screenshot', async () => {
+    const web = await restoreInPage(page, wholePhoto, 'photo');
+    const node = await model.restorePhoto(wholePhoto);
+    assert.ok(node.faces.some((f) => f.status === 'restored'), 'Node found a face in the test photo');
+    const d = maxDiff(web, node.image);
+    assert.ok(d <= 2, `max difference to Node ${d}/255`);
+    const strip = await page.locator('#faces .face').count();
+    assert.equal(strip, node.faces.filter((f) => f.status === 'restored').length, 'one before | after pair per restored face');
+    fs.mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(artifacts, 'web-result.png'), fullPage: true });
+    assert.ok(fs.statSync(path.join(artifacts, 'web-result.png')).size > 10_000);
+  });
+
+  test('no request left the page origin, and no image bytes were sent', () => {
+    const origin = new URL(server.url).origin;
+    const outside = requests.filter((r) => !r.url.startsWith('blob:') && !r.url.startsWith('data:') && new URL(r.url).origin !== origin);
+    assert.deepEqual(outside, [], 'requests outside the origin');
+    const withBody = requests.filter((r) => r.method !== 'GET' || r.body > 0);
+    assert.deepEqual(withBody, [], 'requests that sent a body');
+    assert.ok(server.log.every((r) => r.method === 'GET' && r.bytes === 0), 'the server received no upload');
+    assert.ok(requests.some((r) => r.url.endsWith('/models/osdface-small/unet.onnx.data')), 'the model came from the page origin');
+  });
+
+  test('offline after the first visit: a reload with the network cut still restores', async () => {
+    await page.evaluate(async () => { await navigator.serviceWorker.ready; });
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
+    await context.setOffline(true);
+    try {
+      const before = server.log.length;
+      await page.reload();
+      const state = await waitState(page, ['ready', 'error']);
+      assert.equal(state, 'ready', `offline load failed: ${await pageError(page)}`);
+      const again = await restoreInPage(page, alignedFace, 'aligned');
+      assert.equal(maxDiff(again, alignedResult), 0, 'the offline result equals the online one');
+      assert.equal(server.log.length, before, 'nothing reached the server while offline');
+    } finally {
+      await context.setOffline(false);
+    }
+  });
+
+  test('WebGPU in headless Chromium (SwiftShader): adapter or the reason, logged', async (t) => {
+    const flags = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader', '--ignore-gpu-blocklist'];
+    const gpuBrowser = await chromium.launch({ executablePath: CHROMIUM, args: [...baseArgs, ...flags] });
+    try {
+      const p = await gpuBrowser.newPage();
+      await p.goto(`${server.url}?sw=0`);
+      await waitState(p, ['ready', 'error']);
+      const info = await p.evaluate(() => ({ backend: document.body.dataset.backend, label: document.getElementById('backend')?.textContent, why: document.body.dataset.webgpu }));
+      t.diagnostic(`WebGPU with ${flags.join(' ')}: backend ${info.backend} (${info.label})${info.why ? `; ${info.why}` : ''}`);
+      if (info.backend === 'webgpu') {
+        const web = await restoreInPage(p, alignedFace, 'aligned');
+        const d = maxDiff(web, await model.restore(alignedFace));
+        t.diagnostic(`WebGPU aligned face: max difference to Node ${d}/255`);
+        assert.ok(d <= 2, `WebGPU max difference to Node ${d}/255`);
+      }
+    } finally {
+      await gpuBrowser.close();
+    }
+  });
+});
