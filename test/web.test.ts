@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
@@ -40,10 +41,7 @@ const skip = skipReason();
 const baseArgs = process.getuid?.() === 0 ? ['--no-sandbox'] : [];
 
 function buildWeb(): void {
-  const opts = { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] as ['ignore', 'ignore', 'inherit'] };
-  execFileSync(process.execPath, ['web/scripts/prepare.mjs'], opts);
-  execFileSync(process.execPath, [path.join(repoRoot, 'node_modules/vite/bin/vite.js'), 'build', '--config', 'web/vite.config.ts', '--logLevel', 'warn'], opts);
-  execFileSync(process.execPath, ['web/scripts/precache.mjs'], opts);
+  execFileSync(process.execPath, [path.join(repoRoot, 'web/scripts/build.mjs')], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 async function rgbOf(file: string): Promise<RgbImage> {
@@ -148,6 +146,22 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
     assert.ok(requests.some((r) => r.url.endsWith('/models/osdface-small/unet.onnx.data')), 'the model came from the page origin');
   });
 
+  test('clear errors: a file that is not an image, a photo with no face', async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-web-'));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const notImage = path.join(dir, 'notes.png');
+    fs.writeFileSync(notImage, 'this is text, not a PNG');
+    await page.check('input[name=mode][value=photo]');
+    await page.setInputFiles('#file', notImage);
+    assert.equal(await waitState(page, ['done', 'error']), 'error');
+    assert.match(await page.textContent('#error') ?? '', /notes\.png: not an image this page can read .*JPEG, PNG or WebP/);
+    const blank = path.join(dir, 'wall.png');
+    await sharp({ create: { width: 320, height: 240, channels: 3, background: { r: 180, g: 170, b: 160 } } }).png().toFile(blank);
+    await page.setInputFiles('#file', blank);
+    assert.equal(await waitState(page, ['done', 'error']), 'error');
+    assert.match(await page.textContent('#error') ?? '', /No face found in wall\.png.*Aligned face crop/);
+  });
+
   test('offline after the first visit: a reload with the network cut still restores', async () => {
     await page.evaluate(async () => { await navigator.serviceWorker.ready; });
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
@@ -159,24 +173,52 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
       assert.equal(state, 'ready', `offline load failed: ${await pageError(page)}`);
       const again = await restoreInPage(page, alignedFace, 'aligned');
       assert.equal(maxDiff(again, alignedResult), 0, 'the offline result equals the online one');
-      assert.equal(server.log.length, before, 'nothing reached the server while offline');
+      // Chromium's own update check of the service worker script is not cut by the page's offline
+      // emulation (it is the browser's, not the page's); nothing else may reach the server.
+      const reached = server.log.slice(before).filter((r) => !r.url.startsWith('/sw.js'));
+      assert.deepEqual(reached, [], 'requests that reached the server while offline');
     } finally {
       await context.setOffline(false);
     }
   });
 
-  test('WebGPU in headless Chromium (SwiftShader): adapter or the reason, logged', async (t) => {
-    const flags = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader', '--ignore-gpu-blocklist'];
+  test('WebGPU in headless Chromium (SwiftShader): the adapter comes up; RetinaFace on it finds the faces Node finds', async (t) => {
+    // What was tried: these flags. SwiftShader gives an adapter ("google swiftshader"), but it
+    // emulates the GPU on the CPU: the restoration model takes over 10 minutes a face there, so
+    // the pixel parity on WebGPU runs only with OSDFACE_WEB_WEBGPU_RESTORE=1; the detector graph
+    // (the same ONNX Runtime WebGPU kernels: convolutions, activations) is checked every time.
+    const flags = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader'];
     const gpuBrowser = await chromium.launch({ executablePath: CHROMIUM, args: [...baseArgs, ...flags] });
     try {
       const p = await gpuBrowser.newPage();
       await p.goto(`${server.url}?sw=0`);
-      await waitState(p, ['ready', 'error']);
+      const state = await waitState(p, ['ready', 'error']);
       const info = await p.evaluate(() => ({ backend: document.body.dataset.backend, label: document.getElementById('backend')?.textContent, why: document.body.dataset.webgpu }));
-      t.diagnostic(`WebGPU with ${flags.join(' ')}: backend ${info.backend} (${info.label})${info.why ? `; ${info.why}` : ''}`);
-      if (info.backend === 'webgpu') {
-        const web = await restoreInPage(p, alignedFace, 'aligned');
-        const d = maxDiff(web, await model.restore(alignedFace));
+      t.diagnostic(`WebGPU with ${flags.join(' ')}: state ${state}, backend ${info.backend} (${info.label})${info.why ? `; ${info.why}` : ''}`);
+      if (info.backend !== 'webgpu') {
+        t.skip(`no WebGPU adapter in this Chromium: ${info.why ?? info.label}`);
+        return;
+      }
+      assert.equal(state, 'ready', `the model did not load on WebGPU: ${await pageError(p)}`);
+      const bytes = [...fs.readFileSync(wholePhoto)];
+      const web = await p.evaluate(async (b) => {
+        const o = (globalThis as unknown as { osdface: { engine: { detect(img: unknown): Promise<{ score: number; landmarks: number[][] }[]> }; decodeFile(f: Blob): Promise<unknown> } }).osdface;
+        const faces = await o.engine.detect(await o.decodeFile(new Blob([new Uint8Array(b)], { type: 'image/jpeg' })));
+        return faces.map((f) => ({ score: f.score, landmarks: f.landmarks }));
+      }, bytes);
+      const { loadDetector } = await import('../src/face/detectors.js');
+      const { decodeImage } = await import('../src/image/io.js');
+      const det = await loadDetector('retinaface', { threads: 2 });
+      const node = await det.detect(await decodeImage(wholePhoto));
+      await det.dispose();
+      assert.equal(web.length, node.length, 'as many faces on WebGPU as in Node');
+      let worst = 0;
+      web.forEach((f, i) => f.landmarks.forEach((pt, k) => { worst = Math.max(worst, Math.hypot(pt[0]! - node[i]!.landmarks[k]![0], pt[1]! - node[i]!.landmarks[k]![1])); }));
+      t.diagnostic(`WebGPU RetinaFace: ${web.length} face(s), landmarks at most ${worst.toFixed(4)} px from Node's`);
+      assert.ok(worst < 0.5, `landmarks ${worst} px from Node's`);
+      if (process.env.OSDFACE_WEB_WEBGPU_RESTORE === '1') {
+        const img = await restoreInPage(p, alignedFace, 'aligned');
+        const d = maxDiff(img, await model.restore(alignedFace));
         t.diagnostic(`WebGPU aligned face: max difference to Node ${d}/255`);
         assert.ok(d <= 2, `WebGPU max difference to Node ${d}/255`);
       }

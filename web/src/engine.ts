@@ -107,6 +107,11 @@ export class Engine {
     return this.detector;
   }
 
+  /** The faces RetinaFace finds in `img` (what restorePhoto starts from; also handy in the console). */
+  async detect(img: RgbImage, progress: Progress = () => undefined) {
+    return (await this.loadDetector(progress)).detect(img);
+  }
+
   /** An aligned face crop (any size; squared by edge padding as in Node's `restore`). */
   async restoreAligned(img: DecodedImage, progress: Progress): Promise<RestoredImage> {
     progress('Restoring the face', 0);

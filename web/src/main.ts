@@ -49,6 +49,7 @@ async function loadEngine(files = urlModelFiles(new URL('models/osdface-small/',
   engine = null;
   await old?.dispose();
   engine = await Engine.load(backend!, files, new URL('detector/retinaface.onnx', document.baseURI).href, progress);
+  (globalThis as unknown as { osdface: unknown }).osdface = { engine, decodeFile };
   $('model-name').textContent = `${engine.manifest.architecture ?? 'osdface-sd21'} (${files.name.replace(/^.*\/models\//, 'packaged: ').replace(/\/$/, '')})`;
   progress(`Model ready (${((performance.now() - t0) / 1000).toFixed(1)} s). Open a photo.`, 1);
   (window as unknown as { osdfaceTimings: Record<string, number> }).osdfaceTimings.modelReady = performance.now();

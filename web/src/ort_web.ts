@@ -17,6 +17,10 @@ export interface Backend {
   createSession: CreateSession;
 }
 
+/** Milliseconds spent in each graph's runs (keyed by its input names), for the bench and the curious: `osdfaceProfile` in the console. */
+export const profile: Record<string, number> = {};
+(globalThis as unknown as { osdfaceProfile: Record<string, number> }).osdfaceProfile = profile;
+
 /** Why WebGPU is not used (for the page and the tests), or null when it is. */
 export let webgpuUnavailable: string | null = null;
 
@@ -56,11 +60,13 @@ export async function chooseBackend(want: BackendName | 'auto', threadsWanted?: 
   }
   const executionProviders = name === 'webgpu' ? ['webgpu', 'wasm'] : ['wasm'];
   const createSession: CreateSession = async (model, opts = {}) => {
-    const options: ort.InferenceSession.SessionOptions = { executionProviders, graphOptimizationLevel: 'all' };
+    const options: ort.InferenceSession.SessionOptions = { executionProviders, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
     if (opts.externalData) options.externalData = opts.externalData.map((d) => ({ path: d.path, data: d.data }));
     const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
     const wrapped: InferenceSessionLike = {
       run: async (feeds) => {
+        const t0 = performance.now();
+        const key = session.inputNames.join(',');
         const ortFeeds: Record<string, ort.Tensor> = {};
         for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrtTensor(ort.Tensor, v);
         const results = await session.run(ortFeeds);
@@ -70,6 +76,7 @@ export async function chooseBackend(want: BackendName | 'auto', threadsWanted?: 
           const t = v.location === 'cpu' || v.location === undefined ? v : new ort.Tensor(v.type as 'float32', await v.getData(), v.dims);
           out[k] = fromOrtTensor(t);
         }
+        profile[key] = (profile[key] ?? 0) + performance.now() - t0;
         return out;
       },
       release: () => session.release(),
