@@ -51,6 +51,8 @@ export async function chooseBackend(want: BackendName | 'auto', threadsWanted?: 
   const threads = isolated ? Math.max(1, Math.min(threadsWanted ?? Math.min(4, navigator.hardwareConcurrency || 1), navigator.hardwareConcurrency || 1)) : 1;
   ort.env.wasm.numThreads = threads;
   ort.env.logLevel = 'error';
+  // ?gpuprofile=1: ONNX Runtime logs each WebGPU kernel it runs to the console (which ops ran on the GPU)
+  if (new URLSearchParams(location.search).get('gpuprofile') === '1') ort.env.webgpu.profiling = { mode: 'default' };
   let name: BackendName = 'wasm';
   let adapterName: string | null = null;
   if (want !== 'wasm') {
@@ -58,7 +60,7 @@ export async function chooseBackend(want: BackendName | 'auto', threadsWanted?: 
     if (adapterName) name = 'webgpu';
     else if (want === 'webgpu') throw new Error(`WebGPU was asked for but is not available: ${webgpuUnavailable}`);
   }
-  const executionProviders = name === 'webgpu' ? ['webgpu', 'wasm'] : ['wasm'];
+  const executionProviders = name === 'webgpu' ? ['webgpu'] : ['wasm'];
   const createSession: CreateSession = async (model, opts = {}) => {
     const options: ort.InferenceSession.SessionOptions = { executionProviders, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
     if (opts.externalData) options.externalData = opts.externalData.map((d) => ({ path: d.path, data: d.data }));
