@@ -23,7 +23,7 @@ import { serveStatic, type StaticServer } from './web-static.js';
 
 const CHROMIUM = process.env.OSDFACE_CHROMIUM ?? '/usr/bin/chromium';
 const alignedFace = path.join(shared, 'data/real-lq/codeformer-gray_067_David_Beckham_00.png');
-const wholePhoto = path.join(shared, 'data/whole/codeformer_01.jpg');
+const wholePhoto = path.join(shared, 'data/whole/codeformer_03.jpg');
 const artifacts = path.join(repoRoot, 'test-artifacts');
 
 function skipReason(): string | false {
@@ -116,18 +116,20 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
     assert.equal(label, 'WASM, 2 threads');
   });
 
-  test('an aligned face from real-lq: the same pixels as Node within 2/255', async () => {
+  test('an aligned face from real-lq: the same pixels as Node within 2/255', async (t) => {
     alignedResult = await restoreInPage(page, alignedFace, 'aligned');
     const node = await model.restore(alignedFace);
     const d = maxDiff(alignedResult, node);
+    t.diagnostic(`aligned face: max difference to Node ${d}/255`);
     assert.ok(d <= 2, `max difference to Node ${d}/255`);
   });
 
-  test('a whole photo: faces detected, restored and pasted back as in Node within 2/255; a face strip; a screenshot', async () => {
+  test('a whole photo: faces detected, restored and pasted back as in Node within 2/255; a face strip; a screenshot', async (t) => {
     const web = await restoreInPage(page, wholePhoto, 'photo');
     const node = await model.restorePhoto(wholePhoto);
     assert.ok(node.faces.some((f) => f.status === 'restored'), 'Node found a face in the test photo');
     const d = maxDiff(web, node.image);
+    t.diagnostic(`whole photo: max difference to Node ${d}/255`);
     assert.ok(d <= 2, `max difference to Node ${d}/255`);
     const strip = await page.locator('#faces .face').count();
     assert.equal(strip, node.faces.filter((f) => f.status === 'restored').length, 'one before | after pair per restored face');
