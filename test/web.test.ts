@@ -164,6 +164,18 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
     assert.match(await page.textContent('#error') ?? '', /No face found in wall\.png.*Aligned face crop/);
   });
 
+  test('a converted model folder picked from disk loads in the page, with nothing uploaded, and restores', async () => {
+    const before = server.log.length;
+    await page.setInputFiles('#model-dir', path.join(repoRoot, 'models/osdface-small'));
+    const state = await waitState(page, ['ready', 'error']);
+    assert.equal(state, 'ready', `the picked model did not load: ${await pageError(page)}`);
+    assert.match(await page.textContent('#model-name') ?? '', /^osdface-small \(folder osdface-small, fp32\)$/);
+    const again = await restoreInPage(page, alignedFace, 'aligned');
+    assert.ok(maxDiff(again, alignedResult) === 0, 'the same model from the folder gives the same pixels');
+    assert.deepEqual(server.log.slice(before).filter((r) => r.url.includes('/models/')), [], 'the model files were read from disk, not the server');
+    assert.ok(server.log.slice(before).every((r) => r.method === 'GET' && r.bytes === 0), 'nothing was uploaded');
+  });
+
   test('offline after the first visit: a reload with the network cut still restores', async () => {
     await page.evaluate(async () => { await navigator.serviceWorker.ready; });
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });

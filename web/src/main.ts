@@ -50,7 +50,7 @@ async function loadEngine(files = urlModelFiles(new URL('models/osdface-small/',
   await old?.dispose();
   engine = await Engine.load(backend!, files, new URL('detector/retinaface.onnx', document.baseURI).href, progress);
   (globalThis as unknown as { osdface: unknown }).osdface = { engine, decodeFile };
-  $('model-name').textContent = `${engine.manifest.architecture ?? 'osdface-sd21'} (${files.name.replace(/^.*\/models\//, 'packaged: ').replace(/\/$/, '')})`;
+  $('model-name').textContent = `${engine.manifest.architecture ?? 'osdface-sd21'} (${/\/models\/osdface-small\/$/.test(files.name) ? 'packaged' : `folder ${files.name}`}, ${engine.manifest.dtype})`;
   progress(`Model ready (${((performance.now() - t0) / 1000).toFixed(1)} s). Open a photo.`, 1);
   (window as unknown as { osdfaceTimings: Record<string, number> }).osdfaceTimings.modelReady = performance.now();
   setState('ready');
