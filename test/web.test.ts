@@ -148,7 +148,7 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
     assert.ok(requests.some((r) => r.url.endsWith('/models/osdface-small/unet.onnx.data')), 'the model came from the page origin');
   });
 
-  test('clear errors: a file that is not an image, a photo with no face', async (t) => {
+  test('clear errors: a file that is not an image, a photo with no face, a browser without WASM SIMD', async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-web-'));
     t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
     const notImage = path.join(dir, 'notes.png');
@@ -162,6 +162,16 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
     await page.setInputFiles('#file', blank);
     assert.equal(await waitState(page, ['done', 'error']), 'error');
     assert.match(await page.textContent('#error') ?? '', /No face found in wall\.png.*Aligned face crop/);
+    // a browser without WebAssembly SIMD (simulated: every module fails validation) is told so
+    const noSimd = await context.newPage();
+    try {
+      await noSimd.addInitScript(() => { WebAssembly.validate = () => false; });
+      await noSimd.goto(`${server.url}?sw=0`);
+      assert.equal(await waitState(noSimd, ['ready', 'error']), 'error');
+      assert.match(await noSimd.textContent('#error') ?? '', /no WebAssembly SIMD/);
+    } finally {
+      await noSimd.close();
+    }
   });
 
   test('a converted model folder picked from disk loads in the page, with nothing uploaded, and restores', async () => {
