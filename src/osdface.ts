@@ -10,17 +10,18 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import sharp from 'sharp';
-import { decodeImage, fromSquareTensor, toSquareTensor, type DecodedImage, type ImageInput, type RgbImage, type SquareCrop } from './image/io.js';
+import { decodeImage, sharpResizeRgb, type DecodedImage, type ImageInput, type RgbImage } from './image/io.js';
+import { checkSeed, FaceRestorer, isPositiveInt, SEED_LIMIT, type OSDFaceRestoreOptions, type RestoredImage } from './restorer.js';
+
+export type { OSDFaceRestoreOptions, RestoredImage } from './restorer.js';
 import { loadModelDir } from './pipeline/model.js';
 import { damagedDefault, isDefaultModelDir, resolveModelDir } from './pipeline/default_model.js';
 import { ModelDirError, readManifest, type Manifest } from './pipeline/manifest.js';
 import type { OSDFacePipeline } from './pipeline/pipeline.js';
 import { resolveVaeTiling, type VaeTiling } from './pipeline/tiling.js';
-import { gaussianNoise } from './pipeline/random.js';
-import { checkFidelity } from './pipeline/fidelity.js';
 import { DEFAULT_DETECTOR, loadDetector, parseDetectorName, type Detector, type DetectorName } from './face/detectors.js';
 import { restorePhoto, type PhotoFace, type PhotoImage, type RestorePhotoOptions } from './photo/restore_photo.js';
-import { floatTensor, type FloatTensor } from './tensor.js';
+import { checkFidelity } from './pipeline/fidelity.js';
 import { DEVICES, DeviceError, deviceLoadError, executionProvidersFor, isDevice, type Device } from './graph/device.js';
 
 export type ModelDtype = 'fp32' | 'int8';
@@ -62,38 +63,6 @@ export interface OSDFaceLoadOptions {
   device?: Device;
 }
 
-export interface OSDFaceRestoreOptions {
-  /**
-   * 'mode' (default): the VAE posterior mean, deterministic. 'sample': mean + std * noise, as the
-   * reference `latent_dist.sample()`; the noise comes from `seed`.
-   */
-  latent?: 'mode' | 'sample';
-  /**
-   * Noise seed for `latent: 'sample'` (an integer in [0, 2^32)). For a list of images, image i
-   * uses `seed + i` (mod 2^32), so `restore([a, b], { seed })` gives the same pixels as
-   * `restore(a, { seed })` and `restore(b, { seed: seed + 1 })`; an array gives each image its own
-   * seed. Left out, a random seed is drawn (reported in the result's `seed`).
-   */
-  seed?: number | readonly number[];
-  /**
-   * Fidelity to the input, in [0, 1]: 0 (default) is the model as trained, 1 stays closest to the
-   * input (it returns the input). See src/pipeline/fidelity.ts for how it works on the network.
-   */
-  fidelity?: number;
-  /** Longer side of the output in pixels; default: the input's own size. */
-  size?: number;
-  /** Called after each group of same-size images: images done so far, images in the call. */
-  onProgress?: (done: number, total: number) => void;
-}
-
-/** A restored image: 8-bit RGB (HWC), plus the input's alpha channel resized to match, if it had one. */
-export interface RestoredImage extends RgbImage {
-  /** width*height alpha values, when the input had an alpha channel (not applied to `data`). */
-  alpha?: Uint8Array;
-  /** The noise seed this image used (sample path only). */
-  seed?: number;
-}
-
 /**
  * Options of `restorePhoto`: which faces to restore, the output scale and background, and the
  * network settings for the faces. The aligned crops are always at the model's process size.
@@ -127,19 +96,6 @@ export interface RestoredPhoto {
 /** Anything `restore` reads: a file path, encoded bytes, raw pixels, or a (restored) RgbImage with `alpha`. */
 export type OSDFaceInput = ImageInput | RestoredImage;
 
-const SEED_LIMIT = 2 ** 32;
-
-function isPositiveInt(v: unknown): v is number {
-  return typeof v === 'number' && Number.isInteger(v) && v > 0;
-}
-
-function checkSeed(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= SEED_LIMIT) {
-    throw new RangeError(`OSDFace.restore: ${what} must be an integer from 0 to ${SEED_LIMIT - 1}, got ${String(v)}`);
-  }
-  return v;
-}
-
 /** The release folders a model was converted from, as recorded in its manifest (for error messages). */
 function sourceDirs(m: Manifest): { sd: string; osdface: string } {
   const find = (suffix: string, up: number) => {
@@ -155,17 +111,6 @@ function sourceDirs(m: Manifest): { sd: string; osdface: string } {
   };
 }
 
-interface Item {
-  /** Index in the caller's list. */
-  index: number;
-  tensor: FloatTensor;
-  crop: SquareCrop;
-  width: number;
-  height: number;
-  alpha?: Uint8Array;
-  seed?: number;
-}
-
 /**
  * A loaded OSDFace model. `restore` restores aligned face crops; the network works on squares, so
  * a non-square image is padded to a square by repeating its edge pixels (centered), restored, and
@@ -176,6 +121,8 @@ export class OSDFace {
   private readonly inFlight = new Set<Promise<unknown>>();
   /** The face detectors restorePhoto loads on first use, by name (released by dispose). */
   private readonly detectorLoads = new Map<DetectorName, Promise<Detector>>();
+  /** Squaring, batching, seeds, converting back: shared with the browser app (./restorer.ts). */
+  private readonly restorer: FaceRestorer<OSDFaceInput>;
 
   private constructor(
     private readonly pipeline: OSDFacePipeline,
@@ -184,8 +131,10 @@ export class OSDFace {
     /** The model directory, resolved. */
     readonly dir: string,
     private readonly threads: number | undefined,
-    private readonly vaeTiling: VaeTiling | undefined,
-  ) {}
+    vaeTiling: VaeTiling | undefined,
+  ) {
+    this.restorer = new FaceRestorer<OSDFaceInput>(pipeline, manifest, { decode, resize: sharpResizeRgb, resizeAlpha, randomSeed }, vaeTiling);
+  }
 
   /**
    * Loads a model directory written by `osdface convert` (or `convertRelease`). Throws a
@@ -267,7 +216,7 @@ export class OSDFace {
       return Promise.reject(new Error(`OSDFace.restore: the model (${this.dir}) was disposed; load it again with OSDFace.load`));
     }
     const list = Array.isArray(input);
-    const run = this.restoreList(list ? (input as readonly OSDFaceInput[]) : [input as OSDFaceInput], opts);
+    const run = this.restorer.restoreList(list ? (input as readonly OSDFaceInput[]) : [input as OSDFaceInput], opts);
     this.inFlight.add(run);
     const done = () => this.inFlight.delete(run);
     run.then(done, done);
@@ -317,19 +266,9 @@ export class OSDFace {
     if (!isPositiveInt(batch)) throw new RangeError(`OSDFace.restorePhoto: batch must be a positive integer, got ${String(batch)}`);
     if ('faceSize' in opts) throw new RangeError("OSDFace.restorePhoto: faceSize is the model's process size and cannot be set");
     if (latent === 'mode' && seed !== undefined) throw new RangeError("OSDFace.restorePhoto: seed is only used with latent: 'sample' (the 'mode' path has no noise)");
-    const base = latent === 'sample' ? (seed === undefined ? crypto.randomInt(0, SEED_LIMIT - 1) : checkSeed(seed, 'seed')) : undefined;
+    const base = latent === 'sample' ? (seed === undefined ? randomSeed() : checkSeed(seed, 'seed')) : undefined;
     const image = await decode(input);
-    const restoreCrops = async (crops: RgbImage[]): Promise<RgbImage[]> => {
-      const out: RgbImage[] = [];
-      for (let i = 0; i < crops.length; i += batch) {
-        const chunk = crops.slice(i, i + batch);
-        const restored = await this.restoreList(chunk, base === undefined
-          ? { latent, fidelity }
-          : { latent, fidelity, seed: chunk.map((_, k) => (base + i + k) % SEED_LIMIT) });
-        out.push(...restored.map(({ data, width, height, channels }) => ({ data, width, height, channels })));
-      }
-      return out;
-    };
+    const restoreCrops = (crops: RgbImage[]): Promise<RgbImage[]> => this.restorer.restoreCrops(crops, latent, base, batch, fidelity);
     const named = photoOpts.detector === undefined || typeof photoOpts.detector === 'string'
       ? parseDetectorName(photoOpts.detector ?? DEFAULT_DETECTOR, 'OSDFace.restorePhoto: detector')
       : undefined;
@@ -349,76 +288,6 @@ export class OSDFace {
     }
     return load;
   }
-
-  private async restoreList(inputs: readonly OSDFaceInput[], opts: OSDFaceRestoreOptions): Promise<RestoredImage[]> {
-    const latent = opts.latent ?? 'mode';
-    if (latent !== 'mode' && latent !== 'sample') throw new RangeError(`OSDFace.restore: latent must be 'mode' or 'sample', got ${String(latent)}`);
-    if (opts.size !== undefined && !isPositiveInt(opts.size)) throw new RangeError(`OSDFace.restore: size must be a positive integer, got ${String(opts.size)}`);
-    const fidelity = checkFidelity(opts.fidelity ?? 0, 'OSDFace.restore');
-    const seeds = this.seeds(inputs.length, latent, opts.seed);
-
-    // Decode and square every image first, so a bad input fails the call before any compute.
-    const items: Item[] = [];
-    for (let index = 0; index < inputs.length; index++) {
-      const img = await decode(inputs[index]!);
-      const { tensor, crop } = toSquareTensor(img);
-      items.push({ index, tensor, crop, width: img.width, height: img.height, alpha: img.alpha, seed: seeds?.[index] });
-    }
-    const groups = new Map<number, Item[]>();
-    for (const it of items) {
-      const g = groups.get(it.crop.size);
-      if (g) g.push(it);
-      else groups.set(it.crop.size, [it]);
-    }
-
-    const results: RestoredImage[] = new Array(inputs.length);
-    let done = 0;
-    for (const [side, group] of groups) {
-      const plane = 3 * side * side;
-      const lq = floatTensor([group.length, 3, side, side]);
-      group.forEach((it, i) => lq.data.set(it.tensor.data, i * plane));
-      const eps = latent === 'sample' ? this.noise(group.map((it) => it.seed!)) : undefined;
-      const { out } = await this.pipeline.restore(lq, { latent, ...(eps ? { eps } : {}), vaeTiling: this.vaeTiling, fidelity });
-      const p = out.shape[2]!;
-      const outPlane = 3 * p * p;
-      for (let i = 0; i < group.length; i++) {
-        const it = group[i]!;
-        const one = floatTensor([1, 3, p, p], out.data.slice(i * outPlane, (i + 1) * outPlane));
-        const rgb: RestoredImage = await fromSquareTensor(one, it.crop, opts.size !== undefined ? { size: opts.size } : {});
-        if (it.alpha) rgb.alpha = await resizeAlpha(it.alpha, it.width, it.height, rgb.width, rgb.height);
-        if (it.seed !== undefined) rgb.seed = it.seed;
-        results[it.index] = rgb;
-      }
-      done += group.length;
-      opts.onProgress?.(done, inputs.length);
-    }
-    return results;
-  }
-
-  private seeds(n: number, latent: 'mode' | 'sample', seed: OSDFaceRestoreOptions['seed']): number[] | undefined {
-    if (latent === 'mode') {
-      if (seed !== undefined) throw new RangeError("OSDFace.restore: seed is only used with latent: 'sample' (the 'mode' path has no noise)");
-      return undefined;
-    }
-    if (Array.isArray(seed)) {
-      if (seed.length !== n) throw new RangeError(`OSDFace.restore: ${seed.length} seeds for ${n} images; give one seed per image, or a single number`);
-      return seed.map((s, i) => checkSeed(s, `seed[${i}]`));
-    }
-    const base = seed === undefined ? crypto.randomInt(0, SEED_LIMIT - 1) : checkSeed(seed, 'seed');
-    return Array.from({ length: n }, (_, i) => (base + i) % SEED_LIMIT);
-  }
-
-  /** (B, C, h, w) posterior noise: sample i is gaussianNoise(C*h*w, seeds[i]), as a batch-1 call with that seed draws it. */
-  private noise(seeds: number[]): FloatTensor {
-    const { processSize, vaeDownFactor } = this.manifest.settings;
-    const vae = this.manifest.configs.vae as { latent_channels?: number } | null;
-    const c = vae?.latent_channels ?? 4;
-    const h = processSize / vaeDownFactor;
-    const per = c * h * h;
-    const eps = floatTensor([seeds.length, c, h, h]);
-    seeds.forEach((s, i) => eps.data.set(gaussianNoise(per, s), i * per));
-    return eps;
-  }
 }
 
 /** decodeImage, keeping the `alpha` of an RgbImage-with-alpha object (such as a DecodedImage or RestoredImage). */
@@ -429,6 +298,10 @@ async function decode(input: OSDFaceInput): Promise<DecodedImage> {
     if (alpha instanceof Uint8Array && alpha.length === img.width * img.height) img.alpha = Uint8Array.from(alpha);
   }
   return img;
+}
+
+function randomSeed(): number {
+  return crypto.randomInt(0, SEED_LIMIT - 1);
 }
 
 async function resizeAlpha(alpha: Uint8Array, w: number, h: number, outW: number, outH: number): Promise<Uint8Array> {

@@ -6,39 +6,17 @@
  * - `retinaface`: RetinaFace-mobilenet0.25 (WIDER FACE, native 5 landmarks; ./retinaface.ts).
  * - `ssd`: face-api's SSD MobileNet V1 + its 68-point landmark net (./detector.ts).
  */
-import type { RgbImage } from '../image/io.js';
-import { FaceDetector, type DetectedFace, type DetectOptions } from './detector.js';
+import { FaceDetector } from './detector.js';
+import { parseDetectorName, DEFAULT_DETECTOR, type Detector, type DetectorName } from './types.js';
 import { RetinaFaceDetector } from './retinaface.js';
 
-export const DETECTOR_NAMES = ['retinaface', 'ssd'] as const;
-export type DetectorName = (typeof DETECTOR_NAMES)[number];
-
-/** The detector used when none is named (chosen on the numbers in bench/RESULTS.md). */
-export const DEFAULT_DETECTOR: DetectorName = 'retinaface';
-
-/** What every detector offers. */
-export interface Detector {
-  readonly name: DetectorName;
-  /** Faces in `img`, best score first, with the 5 alignment landmarks in its pixels. */
-  detect(img: RgbImage, opts?: DetectOptions): Promise<DetectedFace[]>;
-  dispose(): Promise<void>;
-}
+export { DEFAULT_DETECTOR, DETECTOR_NAMES, isDetectorName, parseDetectorName, type Detector, type DetectorName } from './types.js';
 
 export interface LoadDetectorOptions {
   /** ONNX Runtime intra-op threads. */
   threads?: number;
   /** A weight file (retinaface) or folder (ssd: face-api's model folder) instead of the shipped one. */
   weights?: string;
-}
-
-export function isDetectorName(s: unknown): s is DetectorName {
-  return typeof s === 'string' && (DETECTOR_NAMES as readonly string[]).includes(s);
-}
-
-/** `s` as a detector name, or an error that lists the names. */
-export function parseDetectorName(s: unknown, what = 'detector'): DetectorName {
-  if (isDetectorName(s)) return s;
-  throw new RangeError(`${what}: unknown face detector '${String(s)}'; use one of: ${DETECTOR_NAMES.join(', ')} (default ${DEFAULT_DETECTOR})`);
 }
 
 /** Loads the named detector (default `DEFAULT_DETECTOR`). */

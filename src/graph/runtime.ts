@@ -1,7 +1,11 @@
-/** A thin typed wrapper around onnxruntime-node sessions, speaking our host Tensor type. */
+/**
+ * A thin typed wrapper around onnxruntime-node sessions, speaking our host Tensor type: the Node
+ * side of the runtime seam (./session.ts; the browser's is web/src/ort_web.ts).
+ */
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { Tensor } from '../tensor.js';
+import { fromOrtTensor, toOrtTensor, type CreateSession } from './session.js';
 
 export interface RuntimeOptions {
   /** Intra-op threads; default: ONNX Runtime's choice (all cores). */
@@ -27,30 +31,10 @@ export interface RuntimeOptions {
 }
 
 function toOrt(t: Tensor): ort.Tensor {
-  switch (t.dtype) {
-    case 'float32': return new ort.Tensor('float32', t.data as Float32Array, t.shape);
-    case 'float64': return new ort.Tensor('float64', t.data as Float64Array, t.shape);
-    case 'int64': return new ort.Tensor('int64', t.data as BigInt64Array, t.shape);
-    case 'int32': return new ort.Tensor('int32', t.data as Int32Array, t.shape);
-    case 'uint8': return new ort.Tensor('uint8', t.data as Uint8Array, t.shape);
-    case 'int8': return new ort.Tensor('int8', t.data as Int8Array, t.shape);
-    case 'bool': return new ort.Tensor('bool', t.data as Uint8Array, t.shape);
-  }
+  return toOrtTensor(ort.Tensor, t);
 }
 
-function fromOrt(t: ort.Tensor): Tensor {
-  const shape = [...t.dims];
-  switch (t.type) {
-    case 'float32': return { dtype: 'float32', shape, data: t.data as Float32Array };
-    case 'float64': return { dtype: 'float64', shape, data: t.data as Float64Array };
-    case 'int64': return { dtype: 'int64', shape, data: t.data as BigInt64Array };
-    case 'int32': return { dtype: 'int32', shape, data: t.data as Int32Array };
-    case 'uint8': return { dtype: 'uint8', shape, data: t.data as Uint8Array };
-    case 'int8': return { dtype: 'int8', shape, data: t.data as Int8Array };
-    case 'bool': return { dtype: 'bool', shape, data: t.data as Uint8Array };
-    default: throw new Error(`unsupported output tensor type ${t.type}`);
-  }
-}
+const fromOrt = fromOrtTensor;
 
 export class OnnxSession {
   private constructor(private readonly session: ort.InferenceSession) {}
@@ -106,3 +90,9 @@ export class OnnxSession {
     await this.session.release();
   }
 }
+
+/** The seam's CreateSession on onnxruntime-node (a path reads its external data from beside it). */
+export const createNodeSession: CreateSession = async (model, opts = {}) => {
+  if (opts.externalData?.length) throw new Error('createNodeSession: pass the .onnx path; its external data is read from beside it');
+  return OnnxSession.create(model, opts.threads !== undefined ? { threads: opts.threads } : {});
+};

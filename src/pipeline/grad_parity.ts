@@ -13,7 +13,7 @@ import { SafetensorsFile } from '../weights/safetensors.js';
 import { readJsonObject } from '../weights/diffusers.js';
 import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
 import { loadRelease, OSDFACE_FILES, RELEASE_DEFAULTS, type OSDFaceRelease } from './release.js';
-import { OSDFacePipeline } from './pipeline.js';
+import { pipelineFromRelease } from './from_release.js';
 import { compareTensor, type ParityRow } from './parity.js';
 
 const sumAll = (v: Value) => op.reduceSum(v, v.shape.map((_, i) => i), false);
@@ -162,7 +162,7 @@ async function trainStep(
   const [, c, h, w] = lq.shape as [number, number, number, number];
   const first = floatTensor([1, c, h, w], lq.data.slice(0, c * h * w));
   // The frozen forward pieces come from our own (inference) pipeline.
-  const pipe = await OSDFacePipeline.create(release, runtime);
+  const pipe = await pipelineFromRelease(release, runtime);
   let tokens: FloatTensor;
   let latent: FloatTensor;
   try {

@@ -9,7 +9,7 @@ import { SafetensorsFile } from '../weights/safetensors.js';
 import { WeightFileError } from '../weights/errors.js';
 import { type FloatTensor, type Tensor, shapeStr } from '../tensor.js';
 import { loadRelease } from './release.js';
-import { OSDFacePipeline } from './pipeline.js';
+import { pipelineFromRelease } from './from_release.js';
 import { runGradParity } from './grad_parity.js';
 import type { RuntimeOptions } from '../graph/runtime.js';
 
@@ -79,7 +79,7 @@ export async function runParity(dir: string, runtime: RuntimeOptions = {}, opts:
   const osd = path.join(dir, 'osdface');
   try {
     const release = loadRelease(sd, osd);
-    const pipe = await OSDFacePipeline.create(release, runtime);
+    const pipe = await pipelineFromRelease(release, runtime);
     try {
       const acp = ref('scheduler.alphas_cumprod');
       if (acp) results.set('scheduler.alphas_cumprod', { dtype: 'float32', shape: [release.alphasCumprod.length], data: release.alphasCumprod });
@@ -105,7 +105,7 @@ export async function runParity(dir: string, runtime: RuntimeOptions = {}, opts:
         results.set('unet.merged_out', await pipe.unet(sample, context, timestep));
         if (io.has('unet.base_out')) {
           const base = loadRelease(sd, osd, { noLora: true });
-          const basePipe = await OSDFacePipeline.create(base, runtime);
+          const basePipe = await pipelineFromRelease(base, runtime);
           results.set('unet.base_out', await basePipe.unet(sample, context, timestep));
           await basePipe.dispose();
           base.close();

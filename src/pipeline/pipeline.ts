@@ -1,17 +1,17 @@
 /**
- * The OSDFace one-step pipeline over ONNX Runtime sessions:
+ * The OSDFace one-step pipeline over ONNX Runtime sessions (any binding: ../graph/session.ts; built
+ * from a release by ./from_release.ts, from a model directory by ./model.ts, in the browser by
+ * ./model_files.ts):
  *   lq [0,1] -> lq*2-1 resized to process_size -> VRE prompt + VAE posterior -> UNet eps at t
  *   -> x0 (float64) -> VAE decode -> clamp to [0, 1].
  * Every intermediate is returned so parity checks can compare each stage.
  */
-import { emitOnnx } from '../graph/emit.js';
 import type { Graph } from '../graph/ir.js';
-import { OnnxSession, type RuntimeOptions } from '../graph/runtime.js';
+import type { InferenceSessionLike } from '../graph/session.js';
 import type { WeightSource } from '../graph/emit.js';
 import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
 import { selectCodes } from '../models/vre/vq_select.js';
 import type { OSDFaceNetworks } from './release.js';
-import { AutoencoderTiny } from '../models/autoencoder_tiny.js';
 
 /** What the pipeline needs besides the networks' sessions. */
 export interface PipelineSettings {
@@ -26,20 +26,16 @@ export interface PipelineSettings {
 
 export type StageName = 'preprocess' | 'vre' | 'embeddingChange' | 'vaeEncoder' | 'unet' | 'vaeDecoder';
 /** What the pipeline needs of a stage's session (calibration wraps sessions to record activation ranges). */
-export type StageSession = Pick<OnnxSession, 'run' | 'release'>;
+export type StageSession = InferenceSessionLike;
 export type StageSessions = Record<StageName, StageSession>;
 import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
 import { addInputResidual, towardsInput } from './fidelity.js';
 import { gaussianNoise } from './random.js';
-import { TiledVae } from './tiled_vae.js';
+import type { TiledVae } from './tiled_vae.js';
 import { vaeTilingFor, type VaeTileOptions, type VaeTiling } from './tiling.js';
 
 const NO_WEIGHTS: WeightSource = { read: (k) => { throw new Error(`graph has no parameters, asked for ${k}`); } };
-
-async function session(graph: Graph, weights: WeightSource, runtime: RuntimeOptions): Promise<OnnxSession> {
-  return OnnxSession.create(emitOnnx(graph, { weights }), runtime);
-}
 
 export interface VreResult {
   z: FloatTensor;
@@ -111,17 +107,6 @@ export function releaseSettings(r: OSDFaceNetworks): PipelineSettings {
 export class OSDFacePipeline {
   /** `tiledVae` runs encode / decode when tiling applies; without one, the VAE always runs untiled. */
   constructor(readonly settings: PipelineSettings, private readonly s: StageSessions, private readonly tiledVae?: TiledVae) {}
-
-  /**
-   * Builds every stage's graph with its weights inline (fine for models under 2 GB). The tiled
-   * VAE reads the release's weights when it is first used: keep the release open until then.
-   */
-  static async create(release: OSDFaceNetworks, runtime: RuntimeOptions = {}): Promise<OSDFacePipeline> {
-    const sessions: Partial<StageSessions> = {};
-    for (const stage of stageGraphs(release)) sessions[stage.name] = await session(stage.graph, stage.weights, runtime);
-    const vae = release.vae.module;
-    return new OSDFacePipeline(releaseSettings(release), sessions as StageSessions, vae instanceof AutoencoderTiny ? undefined : new TiledVae(vae, release.vae.weights, runtime));
-  }
 
   /** The tile options for a VAE run on an H x W image, or null for untiled. */
   private tilingFor(height: number, width: number, tiling: VaeTiling | undefined): { tiled: TiledVae; o: VaeTileOptions } | null {
