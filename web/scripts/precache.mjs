@@ -1,4 +1,4 @@
-// After `vite build`: lists every file of web/dist in precache.json (what the service worker
+// After `vite build`: lists every file of web/dist and of the packaged model in precache.json (what the service worker
 // caches on install, for offline use) and stamps the build's version into sw.js.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -22,6 +22,15 @@ const hash = crypto.createHash('sha256');
     }
   }
 })(dist);
+// The packaged model, which `osdface web` serves beside the app (src/webserve/model_files.ts).
+const modelDir = path.resolve(dist, '../../models/osdface-small');
+const { modelFiles, MODEL_URL_PREFIX } = await import(path.resolve(dist, '../../dist/src/webserve/model_files.js'));
+for (const f of [...modelFiles(modelDir)].sort()) {
+  files.push(`${MODEL_URL_PREFIX.slice(1)}${f}`);
+  const st = fs.statSync(path.join(modelDir, f));
+  hash.update(`${f}:${st.size}:`);
+  if (f === "manifest.json") hash.update(fs.readFileSync(path.join(modelDir, f)));
+}
 const version = hash.digest('hex').slice(0, 16);
 fs.writeFileSync(path.join(dist, 'precache.json'), JSON.stringify({ version, files: ['./', ...files] }, null, 1));
 const sw = path.join(dist, 'sw.js');

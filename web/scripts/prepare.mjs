@@ -1,7 +1,6 @@
 // Prepares web/public/ for `vite build` (run by `npm run build:web` after `tsc`): the RetinaFace
-// graph built from the shipped weights (as Node builds it at load time), the packaged default
-// model's files, and onnxruntime-web's WASM runtime, so the page loads everything from its own
-// origin. These generated folders are git-ignored.
+// graph built from the shipped weights (as Node builds it at load time) and onnxruntime-web's WASM
+// runtime, so the page loads everything from its own origin. These generated folders are git-ignored.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,14 +23,9 @@ function writeAtomic(file, bytes) {
 const weights = defaultRetinaFaceWeights();
 writeAtomic(path.join(pub, 'detector/retinaface.onnx'), buildRetinaFaceMnet(loadTorchCheckpoint(weights), weights));
 
-// 2. the packaged model (graphs, external data, codebook, manifest; not the optimized cache)
-const modelSrc = path.join(root, 'models/osdface-small');
-const modelDst = path.join(pub, 'models/osdface-small');
-fs.rmSync(modelDst, { recursive: true, force: true });
-fs.mkdirSync(modelDst, { recursive: true });
-for (const f of fs.readdirSync(modelSrc)) {
-  if (/\.(onnx|data|json|safetensors)$/.test(f) || f === 'MODEL_CARD.md' || f === 'LICENSE-TAEF2') fs.copyFileSync(path.join(modelSrc, f), path.join(modelDst, f));
-}
+// 2. the packaged model is not copied: `osdface web` serves models/osdface-small itself under
+// /models/osdface-small/ (src/webserve/model_files.ts), so the package holds one copy.
+fs.rmSync(path.join(pub, 'models'), { recursive: true, force: true });
 
 // 3. onnxruntime-web's runtime (the JSEP build: WASM and WebGPU)
 const require = createRequire(import.meta.url);
@@ -40,4 +34,4 @@ const ortDst = path.join(pub, 'ort');
 fs.rmSync(ortDst, { recursive: true, force: true });
 fs.mkdirSync(ortDst, { recursive: true });
 for (const f of ['ort-wasm-simd-threaded.jsep.mjs', 'ort-wasm-simd-threaded.jsep.wasm']) fs.copyFileSync(path.join(ortDist, f), path.join(ortDst, f));
-console.log('web/public prepared: detector/retinaface.onnx, models/osdface-small/, ort/');
+console.log('web/public prepared: detector/retinaface.onnx, ort/');
