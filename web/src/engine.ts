@@ -113,15 +113,15 @@ export class Engine {
   }
 
   /** An aligned face crop (any size; squared by edge padding as in Node's `restore`). */
-  async restoreAligned(img: DecodedImage, progress: Progress): Promise<RestoredImage> {
+  async restoreAligned(img: DecodedImage, progress: Progress, fidelity = 0): Promise<RestoredImage> {
     progress('Restoring the face', 0);
-    const [out] = await this.restorer.restoreList([img], { latent: 'mode' });
+    const [out] = await this.restorer.restoreList([img], { latent: 'mode', fidelity });
     progress('Done', 1);
     return out!;
   }
 
   /** A whole photo: detect (RetinaFace), align, restore each face, paste back (as Node's restorePhoto). */
-  async restorePhoto(img: DecodedImage, progress: Progress): Promise<RestorePhotoResult> {
+  async restorePhoto(img: DecodedImage, progress: Progress, fidelity = 0): Promise<RestorePhotoResult> {
     const detector = await this.loadDetector(progress);
     let nFaces = 0;
     let done = 0;
@@ -130,7 +130,7 @@ export class Engine {
       const out: RgbImage[] = [];
       for (const crop of crops) {
         progress(`Restoring face ${done + 1} of ${nFaces}`, done / nFaces);
-        out.push(...(await this.restorer.restoreCrops([crop], 'mode', undefined, 1)));
+        out.push(...(await this.restorer.restoreCrops([crop], 'mode', undefined, 1, fidelity)));
         done++;
       }
       progress('Pasting the faces back', 1);

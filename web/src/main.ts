@@ -96,12 +96,14 @@ async function run(file: File): Promise<void> {
     progress('Reading the image');
     const img = await decodeFile(file);
     const mode = (document.querySelector('input[name=mode]:checked') as HTMLInputElement).value;
+    // The same knob as --fidelity (src/pipeline/fidelity.ts): 0 the model as trained, 1 the input.
+    const fidelity = Number($<HTMLInputElement>('fidelity').value) / 100;
     resultName = `${file.name.replace(/\.[^.]*$/, '')}-restored.png`;
     if (mode === 'aligned') {
-      result = await engine.restoreAligned(img, progress);
+      result = await engine.restoreAligned(img, progress, fidelity);
       showFaces([]);
     } else {
-      const res = await engine.restorePhoto(img, progress);
+      const res = await engine.restorePhoto(img, progress, fidelity);
       result = res.image;
       showFaces(res.faces);
       if (!res.faces.some((f) => f.status === 'restored')) {
@@ -162,6 +164,8 @@ async function main(): Promise<void> {
     a.click();
     setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
   });
+  const fidelity = $<HTMLInputElement>('fidelity');
+  fidelity.addEventListener('input', () => { $('fidelity-value').textContent = (Number(fidelity.value) / 100).toFixed(2); });
   const modelDir = $<HTMLInputElement>('model-dir');
   modelDir.addEventListener('change', () => {
     if (!modelDir.files?.length) return;
