@@ -32,7 +32,7 @@ export const STAGES = [
   { name: 'stage2-pixel', endAt: 494, average: 3 },
   // GAN guidance (PatchGAN, hinge) and the identity loss on top of L1 + latent, for texture.
   // Stopped at step 300 of its schedule (the working session's time).
-  { name: 'stage3-gan', endAt: 300, average: 1 },
+  { name: 'stage3-gan', endAt: 3000, average: 1 },
 ] as const;
 
 /**
