@@ -26,7 +26,7 @@ import { ArgumentError, parseFlags, reportUsageError, type FlagSpec, type FlagVa
 import { convertCommand, CONVERT_USAGE } from './convert.js';
 import { expandInputs, isDirectory } from './inputs.js';
 import { plural, Progress, reason, type Entry, type EntryStatus } from './restore_progress.js';
-import { encodeRestored, parseRestoreSettings, RESTORE_FLAGS, SEED_LIMIT } from './restore_options.js';
+import { encodeRestored, modelLoadOptions, parseRestoreSettings, RESTORE_FLAGS, SEED_LIMIT } from './restore_options.js';
 import { main as trainMain, TRAIN_USAGE } from './train.js';
 import { checkImageRun, isVideoInput, restoreVideoCommand, VIDEO_FLAGS, VIDEO_HELP } from '../video/cli.js';
 
@@ -202,7 +202,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
   if (positionals.some(isVideoInput)) return restoreVideoCommand(flags, positionals, usage);
   checkImageRun(flags, positionals, usage);
   const settings = parseRestoreSettings(flags, usage);
-  const { mode, size, threads, device, vaeTiling, lowMemory, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
+  const { mode, size, threads, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
   let seed = settings.seed;
   if (positionals.length === 0) throw usage('no input images given');
   const modelFlag = flags.get('model') as string | undefined;
@@ -294,10 +294,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
     if (todo.length > 0) {
       log(`loading ${manifest.dtype} model ${modelDir}`);
       try {
-        model = await OSDFace.load(modelDir, {
-          ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}), ...(lowMemory !== undefined ? { lowMemory } : {}),
-          ...(device !== undefined ? { device } : {}),
-        });
+        model = await OSDFace.load(modelDir, modelLoadOptions(settings));
       } catch (e) {
         log(e instanceof Error ? e.message : String(e));
         return 2;

@@ -10,6 +10,7 @@ import type { BackgroundUpsampler } from '../photo/restore_photo.js';
 import type { VaeTiling } from '../pipeline/tiling.js';
 import { DEFAULT_DETECTOR, DETECTOR_NAMES, isDetectorName, type DetectorName } from '../face/detectors.js';
 import { DEVICES, type Device } from '../graph/device.js';
+import type { OSDFaceLoadOptions } from '../osdface.js';
 
 export const RESTORE_FLAGS: Record<string, FlagSpec> = {
   out: { kind: 'string', short: 'o' },
@@ -86,6 +87,14 @@ export interface RestoreSettings extends ImageSettings {
   saveFaces: boolean;
   json: boolean;
   skipExisting: boolean;
+}
+
+/** How `osdface restore` loads the model (images and videos alike). */
+export function modelLoadOptions(s: Pick<RestoreSettings, 'threads' | 'vaeTiling' | 'lowMemory' | 'device'>): OSDFaceLoadOptions {
+  return {
+    ...(s.threads !== undefined ? { threads: s.threads } : {}), ...(s.vaeTiling !== undefined ? { vaeTiling: s.vaeTiling } : {}),
+    ...(s.lowMemory !== undefined ? { lowMemory: s.lowMemory } : {}), ...(s.device !== undefined ? { device: s.device } : {}),
+  };
 }
 
 /** Checks the restore flags present in `flags` and fills in the defaults; `usage(msg)` makes the error thrown for a bad combination. */

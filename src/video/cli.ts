@@ -12,7 +12,7 @@ import { loadDetector, type Detector } from '../face/detectors.js';
 import { readManifest, type Manifest } from '../pipeline/manifest.js';
 import { resolveModelDir } from '../pipeline/default_model.js';
 import type { FlagSpec, Flags } from '../cli/args.js';
-import { parseRestoreSettings, SEED_LIMIT } from '../cli/restore_options.js';
+import { modelLoadOptions, parseRestoreSettings, SEED_LIMIT } from '../cli/restore_options.js';
 import { formatDuration, plural } from '../cli/restore_progress.js';
 import { X264_PRESETS, type X264Preset } from './encoder.js';
 import { probeVideo } from './probe.js';
@@ -86,7 +86,7 @@ export async function restoreVideoCommand(flags: Flags, positionals: readonly st
   const settings = parseRestoreSettings(flags, usage);
   // What is left once the image-only and loading settings are taken out goes to every frame as a photo option.
   const { mode: _mode, format: _format, size: _size, compare: _compare, saveFaces: _saveFaces, json, skipExisting,
-    detector: detectorName, threads, vaeTiling, lowMemory, seed: seedFlag, ...photo } = settings;
+    detector: detectorName, threads, vaeTiling: _vaeTiling, lowMemory: _lowMemory, device: _device, seed: seedFlag, ...photo } = settings;
   const crf = flags.get('crf') as number | undefined;
   if (crf !== undefined && crf > 51) throw usage(`--crf must be from 0 to 51, got ${crf}`);
   const start = flags.get('start') as number | undefined;
@@ -171,9 +171,7 @@ export async function restoreVideoCommand(flags: Flags, positionals: readonly st
     if (todo.length > 0) {
       log(`loading ${manifest.dtype} model ${modelDir}`);
       try {
-        model = await OSDFace.load(modelDir, {
-          ...(threads !== undefined ? { threads } : {}), ...(vaeTiling !== undefined ? { vaeTiling } : {}), ...(lowMemory !== undefined ? { lowMemory } : {}),
-        });
+        model = await OSDFace.load(modelDir, modelLoadOptions(settings));
       } catch (e) {
         log(e instanceof Error ? e.message : String(e));
         return 2;
