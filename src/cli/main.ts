@@ -13,8 +13,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
-import { OSDFace, type RestoredImage } from '../osdface.js';
-import { loadDetector, type Detector } from '../face/detectors.js';
+import type { OSDFace, RestoredImage } from '../osdface.js';
+import type { Detector } from '../face/detectors.js';
 import { sideBySide } from '../photo/compare.js';
 import { DEFAULT_MIN_EYE_DISTANCE, type BackgroundUpsampler, type PhotoImage } from '../photo/restore_photo.js';
 import { ModelDirError, readManifest, type Manifest } from '../pipeline/manifest.js';
@@ -26,7 +26,8 @@ import { ArgumentError, parseFlags, reportUsageError, type FlagSpec, type FlagVa
 import { convertCommand, CONVERT_USAGE } from './convert.js';
 import { expandInputs, isDirectory } from './inputs.js';
 import { plural, Progress, reason, type Entry, type EntryStatus } from './restore_progress.js';
-import { encodeRestored, modelLoadOptions, parseRestoreSettings, RESTORE_FLAGS, SEED_LIMIT } from './restore_options.js';
+import { loadForRestore } from './restore_load.js';
+import { encodeRestored, parseRestoreSettings, RESTORE_FLAGS, SEED_LIMIT } from './restore_options.js';
 import { main as trainMain, TRAIN_USAGE } from './train.js';
 import { checkImageRun, isVideoInput, restoreVideoCommand, VIDEO_FLAGS, VIDEO_HELP } from '../video/cli.js';
 
@@ -202,7 +203,7 @@ async function restoreCommand(argv: string[]): Promise<number> {
   if (positionals.some(isVideoInput)) return restoreVideoCommand(flags, positionals, usage);
   checkImageRun(flags, positionals, usage);
   const settings = parseRestoreSettings(flags, usage);
-  const { mode, size, threads, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
+  const { mode, size, batch, maxFaces, minEyeDistance, latent, format, json, compare } = settings;
   let seed = settings.seed;
   if (positionals.length === 0) throw usage('no input images given');
   const modelFlag = flags.get('model') as string | undefined;
@@ -293,20 +294,9 @@ async function restoreCommand(argv: string[]): Promise<number> {
   try {
     if (todo.length > 0) {
       log(`loading ${manifest.dtype} model ${modelDir}`);
-      try {
-        model = await OSDFace.load(modelDir, modelLoadOptions(settings));
-      } catch (e) {
-        log(e instanceof Error ? e.message : String(e));
-        return 2;
-      }
-      if (mode === 'photo') {
-        try {
-          detector = await loadDetector(settings.detector, threads !== undefined ? { threads } : {});
-        } catch (e) {
-          log(`cannot load the face detector: ${e instanceof Error ? e.message : String(e)} (restore aligned face crops with --aligned, which needs none)`);
-          return 1;
-        }
-      }
+      const loaded = await loadForRestore(modelDir, settings, log, { detector: mode === 'photo', detectorHint: ' (restore aligned face crops with --aligned, which needs none)' });
+      if ('exitCode' in loaded) return loaded.exitCode;
+      ({ model, detector } = loaded);
       const what = mode === 'photo' ? 'photo' : 'aligned face image';
       const settled = entries.length - todo.length;
       const others = settled === 0 ? '' : ` (${settled} of the ${plural(entries.length, 'input')} given failed or ${settled === 1 ? 'was' : 'were'} skipped before restoring)`;

@@ -7,12 +7,13 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { OSDFace } from '../osdface.js';
-import { loadDetector, type Detector } from '../face/detectors.js';
+import type { OSDFace } from '../osdface.js';
+import type { Detector } from '../face/detectors.js';
 import { readManifest, type Manifest } from '../pipeline/manifest.js';
 import { resolveModelDir } from '../pipeline/default_model.js';
 import type { FlagSpec, Flags } from '../cli/args.js';
-import { modelLoadOptions, parseRestoreSettings, SEED_LIMIT } from '../cli/restore_options.js';
+import { parseRestoreSettings, SEED_LIMIT } from '../cli/restore_options.js';
+import { loadForRestore } from '../cli/restore_load.js';
 import { formatDuration, plural } from '../cli/restore_progress.js';
 import { X264_PRESETS, type X264Preset } from './encoder.js';
 import { probeVideo } from './probe.js';
@@ -86,7 +87,7 @@ export async function restoreVideoCommand(flags: Flags, positionals: readonly st
   const settings = parseRestoreSettings(flags, usage);
   // What is left once the image-only and loading settings are taken out goes to every frame as a photo option.
   const { mode: _mode, format: _format, size: _size, compare: _compare, saveFaces: _saveFaces, json, skipExisting,
-    detector: detectorName, threads, vaeTiling: _vaeTiling, lowMemory: _lowMemory, device: _device, seed: seedFlag, ...photo } = settings;
+    detector: _detector, threads: _threads, vaeTiling: _vaeTiling, lowMemory: _lowMemory, device: _device, seed: seedFlag, ...photo } = settings;
   const crf = flags.get('crf') as number | undefined;
   if (crf !== undefined && crf > 51) throw usage(`--crf must be from 0 to 51, got ${crf}`);
   const start = flags.get('start') as number | undefined;
@@ -170,18 +171,9 @@ export async function restoreVideoCommand(flags: Flags, positionals: readonly st
   try {
     if (todo.length > 0) {
       log(`loading ${manifest.dtype} model ${modelDir}`);
-      try {
-        model = await OSDFace.load(modelDir, modelLoadOptions(settings));
-      } catch (e) {
-        log(e instanceof Error ? e.message : String(e));
-        return 2;
-      }
-      try {
-        detector = await loadDetector(detectorName, threads !== undefined ? { threads } : {});
-      } catch (e) {
-        log(`cannot load the face detector: ${e instanceof Error ? e.message : String(e)}`);
-        return 1;
-      }
+      const loaded = await loadForRestore(modelDir, settings, log, { detector: true });
+      if ('exitCode' in loaded) return loaded.exitCode;
+      ({ model, detector } = loaded);
       fs.mkdirSync(outDir, { recursive: true });
       log(`loaded in ${((Date.now() - started) / 1000).toFixed(1)} s; restoring ${plural(todo.length, 'video')} into ${outDir}`);
     }
