@@ -11,15 +11,13 @@
  * run that needs several working sessions goes on where it stopped.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readTrainConfig } from '../../src/train/config.js';
 import { train } from '../../src/train/run.js';
 import { exportModel } from '../../src/train/export.js';
 import { listCheckpoints, weightsFromCheckpoints } from '../../src/train/trainer.js';
-import { SafetensorsFile, writeSafetensors } from '../../src/weights/safetensors.js';
-import { floatTensor, type Tensor } from '../../src/tensor.js';
+import { SafetensorsFile } from '../../src/weights/safetensors.js';
 
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../recipes/osdface-small');
 const root = path.resolve(here, '../..');
@@ -42,26 +40,6 @@ export const STAGES = [
  * card's table has the measurements.
  */
 export const EXPORT_BLEND = { from: 'stage2-pixel', to: 'stage3-gan', weight: 0.5 } as const;
-
-/** (1 - w)·a + w·b for every trained parameter of `b` (the generator's; stage 3's discriminator is dropped). */
-function blendWeights(a: string, b: string, w: number, out: string): void {
-  const fa = SafetensorsFile.open(a);
-  const fb = SafetensorsFile.open(b);
-  try {
-    const tensors = new Map<string, Tensor>();
-    for (const k of fb.keys()) {
-      if (!k.startsWith('param/') || k.startsWith('param/discriminator.')) continue;
-      if (!fa.has(k)) throw new Error(`${a} has no '${k}' to blend with ${b}`);
-      const x = fa.read(k).data as Float32Array;
-      const y = fb.read(k);
-      tensors.set(k, floatTensor(y.shape, Float32Array.from(y.data as Float32Array, (v, i) => (1 - w) * x[i]! + w * v)));
-    }
-    writeSafetensors(out, tensors, { ...fb.metadata, blend: `${1 - w} x ${path.basename(a)} + ${w} x ${path.basename(b)}` }, { float16: true });
-  } finally {
-    fa.close();
-    fb.close();
-  }
-}
 
 function savedStep(weightsFile: string): number {
   const f = SafetensorsFile.open(weightsFile);
@@ -111,9 +89,11 @@ async function main(argv: string[]): Promise<number> {
   // The model is exported from the committed float16 weights (the packaged model is float16 anyway),
   // so a fresh clone exports the same bytes without the run folders.
   const last = STAGES[STAGES.length - 1]!;
-  const blended = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-small-')), 'export.weights.safetensors');
+  // The blend is written beside the run folders (git-ignored), so the manifest names a stable source.
+  const blended = path.join(root, 'runs/osdface-small/export.weights.safetensors');
   const state = (name: string) => path.join(here, 'state', `${name}.weights.safetensors`);
-  blendWeights(state(EXPORT_BLEND.from), state(EXPORT_BLEND.to), EXPORT_BLEND.weight, blended);
+  // Stage 3's discriminator drops out: stage 2 has none.
+  weightsFromCheckpoints([state(EXPORT_BLEND.from), state(EXPORT_BLEND.to)], blended, true, [1 - EXPORT_BLEND.weight, EXPORT_BLEND.weight]);
   exportModel({
     checkpoint: blended, config: path.join(here, `${last.name}.json`), out: path.join(root, 'models/osdface-small'), name: 'osdface-small', force: true, float16Weights: true,
     documents: [
@@ -122,7 +102,6 @@ async function main(argv: string[]): Promise<number> {
     ],
     onProgress: (step, done, total) => process.stderr.write(`train:default: export [${Math.min(done + 1, total)}/${total}] ${step}\n`),
   });
-  fs.rmSync(path.dirname(blended), { recursive: true, force: true });
   return 0;
 }
 

@@ -98,30 +98,39 @@ function writeWeightsOnly(file: string, tensors: Map<string, Tensor>, step: numb
 }
 
 /**
- * Full checkpoints (parameters and moments) reduced to their parameters, as Trainer.saveWeights
- * writes them; several are averaged (weight averaging of the last checkpoints of a run, which
- * smooths the noise of small-batch training), with the step and config of the last one.
+ * Full checkpoints (parameters and moments) or saved weights reduced to their parameters, as
+ * Trainer.saveWeights writes them. Several are mixed, `mix[i]` times file i (default: equal
+ * weights, the average of the last checkpoints of a run, which smooths the noise of small-batch
+ * training; other weights blend two stages of a recipe). Only parameters every file holds are
+ * kept (a GAN stage's discriminator drops out of a blend with a stage that had none); the step
+ * and config are the last file's.
  */
-export function weightsFromCheckpoints(checkpoints: string[], file: string, float16 = true): void {
-  const sums = new Map<string, Tensor>();
+export function weightsFromCheckpoints(checkpoints: string[], file: string, float16 = true, mix: number[] = checkpoints.map(() => 1 / checkpoints.length)): void {
+  if (mix.length !== checkpoints.length) throw new Error(`${mix.length} mixing weights for ${checkpoints.length} files`);
+  const sums = new Map<string, { shape: number[]; sum: Float64Array; count: number }>();
   let meta: Record<string, string> = {};
-  for (const checkpoint of checkpoints) {
+  checkpoints.forEach((checkpoint, n) => {
     const f = SafetensorsFile.open(checkpoint);
     try {
       meta = f.metadata;
       for (const k of f.keys()) {
         if (!k.startsWith('param/')) continue;
         const t = f.read(k);
-        const sum = sums.get(k);
-        if (!sum) sums.set(k, { ...t, data: Float32Array.from(t.data as Float32Array) });
-        else (sum.data as Float32Array).forEach((v, i, a) => { a[i] = v + (t.data as Float32Array)[i]!; });
+        const entry = sums.get(k);
+        const w = mix[n]!;
+        if (!entry) sums.set(k, { shape: t.shape, sum: Float64Array.from(t.data as Float32Array, (v) => w * v), count: 1 });
+        else {
+          (t.data as Float32Array).forEach((v, i) => { entry.sum[i]! += w * v; });
+          entry.count++;
+        }
       }
     } finally {
       f.close();
     }
-  }
-  for (const t of sums.values()) (t.data as Float32Array).forEach((v, i, a) => { a[i] = v / checkpoints.length; });
-  writeWeightsOnly(file, sums, Number(meta['step']), meta['config'] ?? '', float16);
+  });
+  const tensors = new Map<string, Tensor>();
+  for (const [k, { shape, sum, count }] of sums) if (count === checkpoints.length) tensors.set(k, floatTensor(shape, Float32Array.from(sum)));
+  writeWeightsOnly(file, tensors, Number(meta['step']), meta['config'] ?? '', float16);
 }
 
 /** The run folder's checkpoints, oldest first. */
