@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Page } from 'playwright-core';
 import { parseArgs } from 'node:util';
 import { OSDFace } from '../src/osdface.js';
-import { serveStatic } from '../test/web-static.js';
+import { serveWebApp } from '../test/web-server.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const face = path.resolve(repoRoot, '../shared/data/real-lq/codeformer-gray_067_David_Beckham_00.png');
@@ -70,7 +70,7 @@ const runs = Number(flags['runs'] ?? 3);
 const threads = Number(flags['threads'] ?? 2);
 
 execFileSync(process.execPath, [path.join(repoRoot, 'web/scripts/build.mjs')], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] });
-const server = await serveStatic(path.join(repoRoot, 'web/dist'));
+const server = await serveWebApp(path.join(repoRoot, 'web/dist'));
 const rows: { what: string; perFaceS: number; loadToFirstResultS?: number; detail?: string }[] = [];
 const json: Record<string, unknown> = { runs, threads, face: path.basename(face), date: new Date().toISOString() };
 try {

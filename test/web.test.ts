@@ -19,7 +19,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { OSDFace } from '../src/osdface.js';
 import type { RgbImage } from '../src/image/io.js';
 import { repoRoot, shared } from './helpers.js';
-import { serveStatic, type StaticServer } from './web-static.js';
+import { serveWebApp, type WebAppServer } from './web-server.js';
 
 const CHROMIUM = process.env.OSDFACE_CHROMIUM ?? '/usr/bin/chromium';
 const alignedFace = path.join(shared, 'data/real-lq/codeformer-gray_067_David_Beckham_00.png');
@@ -80,7 +80,7 @@ async function restoreInPage(page: Page, file: string, mode: 'aligned' | 'photo'
 }
 
 describe('browser app (web/) in headless Chromium', { skip }, () => {
-  let server: StaticServer;
+  let server: WebAppServer;
   let browser: Browser;
   let context: BrowserContext;
   let page: Page;
@@ -90,7 +90,7 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
 
   before(async () => {
     buildWeb();
-    server = await serveStatic(path.join(repoRoot, 'web/dist'));
+    server = await serveWebApp(path.join(repoRoot, 'web/dist'));
     browser = await chromium.launch({ executablePath: CHROMIUM, args: baseArgs });
     context = await browser.newContext();
     context.on('request', (r) => requests.push({ url: r.url(), method: r.method(), body: r.postDataBuffer()?.length ?? 0 }));

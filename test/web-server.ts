@@ -9,14 +9,14 @@ import type { AddressInfo } from 'node:net';
 import { buildWebApp } from '../src/webserve/server.js';
 import { defaultModelDir } from '../src/pipeline/default_model.js';
 
-export interface StaticServer {
+export interface WebAppServer {
   url: string;
   log: { method: string; url: string; bytes: number }[];
   close(): Promise<void>;
 }
 
-export async function serveStatic(appDir: string, modelDir: string = defaultModelDir()): Promise<StaticServer> {
-  const log: StaticServer['log'] = [];
+export async function serveWebApp(appDir: string, modelDir: string = defaultModelDir()): Promise<WebAppServer> {
+  const log: WebAppServer['log'] = [];
   const app = await buildWebApp({ appDir: path.resolve(appDir), modelDir });
   app.addHook('onRequest', async (request) => {
     let bytes = 0;
