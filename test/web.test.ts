@@ -18,7 +18,9 @@ import sharp from 'sharp';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { OSDFace } from '../src/osdface.js';
 import type { RgbImage } from '../src/image/io.js';
-import { repoRoot, shared } from './helpers.js';
+import { convertParityA, noFixtures, repoRoot, shared, tempDir } from './helpers.js';
+import { floatTensor } from '../src/tensor.js';
+import type { OSDFacePipeline } from '../src/pipeline/pipeline.js';
 import { serveWebApp, type WebAppServer } from './web-server.js';
 
 const CHROMIUM = process.env.OSDFACE_CHROMIUM ?? '/usr/bin/chromium';
@@ -198,6 +200,24 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
     }
   });
 
+  test('out of memory: a browser that cannot give WebAssembly enough memory says so, in words', async () => {
+    // A real allocation failure, not a simulated one: V8 caps each WebAssembly memory at 4096
+    // pages (256 MiB); the model loads, and running the face's 512x512 activations runs out.
+    const small = await chromium.launch({ executablePath: CHROMIUM, args: [...baseArgs, '--js-flags=--wasm-max-mem-pages=4096'] });
+    try {
+      const p = await small.newPage();
+      await p.goto(`${server.url}?backend=wasm&threads=2&sw=0`);
+      assert.equal(await waitState(p, ['ready', 'error']), 'ready', `the model did not load: ${await pageError(p)}`);
+      await p.check('input[name=mode][value=aligned]');
+      await p.setInputFiles('#file', alignedFace);
+      assert.equal(await waitState(p, ['done', 'error']), 'error', 'the restore should have run out of memory');
+      assert.match(await p.textContent('#error') ?? '', /^Out of memory while restoring \(.*\)\. Close other tabs, or try a smaller photo\.$/);
+      assert.equal(await p.isHidden('#result'), true, 'no half result is shown');
+    } finally {
+      await small.close();
+    }
+  });
+
   test('a converted model folder picked from disk loads in the page, with nothing uploaded, and restores', async () => {
     const before = server.log.length;
     await page.setInputFiles('#model-dir', path.join(repoRoot, 'models/osdface-small'));
@@ -230,11 +250,12 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
     }
   });
 
-  test('WebGPU in headless Chromium (SwiftShader): the adapter comes up; RetinaFace on it finds the faces Node finds', async (t) => {
+  test('WebGPU in headless Chromium (SwiftShader): the adapter comes up; RetinaFace and a tiny restoration model on it match Node', async (t) => {
     // What was tried: these flags. SwiftShader gives an adapter ("google swiftshader"), but it
-    // emulates the GPU on the CPU: the restoration model takes over 10 minutes a face there, so
-    // the pixel parity on WebGPU runs only with OSDFACE_WEB_WEBGPU_RESTORE=1; the detector graph
-    // (the same ONNX Runtime WebGPU kernels: convolutions, activations) is checked every time.
+    // emulates the GPU on the CPU: the packaged model takes over 10 minutes a face there, so its
+    // pixel parity on WebGPU runs only with OSDFACE_WEB_WEBGPU_RESTORE=1. Checked every time: the
+    // detector graph, and every stage of a tiny restoration model (the same graph builders and
+    // ONNX Runtime WebGPU kernels at a size SwiftShader runs in minutes).
     const flags = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--enable-features=Vulkan', '--use-angle=swiftshader'];
     const gpuBrowser = await chromium.launch({ executablePath: CHROMIUM, args: [...baseArgs, ...flags] });
     try {
@@ -262,13 +283,41 @@ describe('browser app (web/) in headless Chromium', { skip }, () => {
       assert.equal(web.length, node.length, 'as many faces on WebGPU as in Node');
       let worst = 0;
       web.forEach((f, i) => f.landmarks.forEach((pt, k) => { worst = Math.max(worst, Math.hypot(pt[0]! - node[i]!.landmarks[k]![0], pt[1]! - node[i]!.landmarks[k]![1])); }));
-      t.diagnostic(`WebGPU RetinaFace: ${web.length} face(s), landmarks at most ${worst.toFixed(4)} px from Node's`);
+      t.diagnostic(`WebGPU RetinaFace: ${web.length} face(s), landmarks at most ${worst.toExponential(2)} px from Node's`);
       assert.ok(worst < 0.5, `landmarks ${worst} px from Node's`);
       if (process.env.OSDFACE_WEB_WEBGPU_RESTORE === '1') {
         const img = await restoreInPage(p, alignedFace, 'aligned');
         const d = maxDiff(img, await model.restore(alignedFace));
         t.diagnostic(`WebGPU aligned face: max difference to Node ${d}/255`);
         assert.ok(d <= 2, `WebGPU max difference to Node ${d}/255`);
+      }
+      if (!noFixtures) {
+        // The restoration network on WebGPU, stage by stage: a tiny model (parity-a, converted)
+        // picked from disk, since the packaged one takes over 10 minutes a face on SwiftShader.
+        const tiny = path.join(tempDir(t, 'osdface-webgpu-'), 'tiny');
+        await convertParityA(tiny);
+        await p.evaluate(() => { delete document.body.dataset.state; });
+        await p.setInputFiles('#model-dir', tiny);
+        assert.equal(await waitState(p, ['ready', 'error']), 'ready', `the tiny model did not load on WebGPU: ${await pageError(p)}`);
+        const lq = floatTensor([1, 3, 64, 64], Float32Array.from({ length: 3 * 64 * 64 }, (_, i) => 0.5 + 0.4 * Math.sin(i * 0.37) * Math.cos(i * 0.011)));
+        const stages = ['z', 'indices', 'prompt', 'mean', 'epsPred', 'x0', 'out'] as const;
+        const onGpu = await p.evaluate(async ({ data, stages }) => {
+          const o = (globalThis as unknown as { osdface: { engine: { pipeline: { restore(x: unknown): Promise<Record<string, { data: ArrayLike<number | bigint> }>> } } } }).osdface;
+          const r = await o.engine.pipeline.restore({ shape: [1, 3, 64, 64], dtype: 'float32', data: new Float32Array(data) });
+          return Object.fromEntries(stages.map((k) => [k, Array.from(r[k]!.data, Number)]));
+        }, { data: [...lq.data], stages });
+        const tinyModel = await OSDFace.load(tiny, { threads: 2 });
+        try {
+          const onCpu = await (tinyModel as unknown as { pipeline: OSDFacePipeline }).pipeline.restore(lq);
+          assert.deepEqual(onGpu['indices'], Array.from(onCpu.indices.data, Number), 'the same VQ tokens on WebGPU');
+          for (const k of stages) {
+            const d = onGpu[k]!.reduce((m, v, i) => Math.max(m, Math.abs(v - Number(onCpu[k].data[i]))), 0);
+            t.diagnostic(`WebGPU tiny model, ${k}: max difference to Node ${d.toExponential(2)}`);
+            assert.ok(d <= (k === 'out' ? 0.5 / 255 : 1e-3), `WebGPU ${k} is ${d} from Node's`);
+          }
+        } finally {
+          await tinyModel.dispose();
+        }
       }
     } finally {
       await gpuBrowser.close();
