@@ -220,7 +220,10 @@ export class Trainer {
     this.opt = newAdamWState(this.params);
     if (cfg.loss.gan > 0) {
       this.critic = new GanCritic();
-      for (const [k, shape] of this.critic.namedParameters()) this.dParams.set(k, initParam(k, shape, cfg.seed));
+      // An earlier GAN stage's discriminator goes on with its generator: a fresh critic would first
+      // have to relearn what the generator already fools.
+      const earlier = cfg.init.from ? readCheckpointParams(checkpointFile(cfg.init.from)) : new Map<string, Float32Array>();
+      for (const [k, shape] of this.critic.namedParameters()) this.dParams.set(k, earlier.get(k) ?? initParam(k, shape, cfg.seed));
       this.dOpt = newAdamWState(this.dParams);
     }
   }
