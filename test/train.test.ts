@@ -104,6 +104,20 @@ test('GAN guidance: the discriminator trains in alternation and resumes exactly 
   assert.deepEqual(resumed.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]), straight.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]));
 });
 
+test('a GAN stage started from an earlier GAN stage goes on with its discriminator, not a fresh one', async (t) => {
+  const root = tempDir(t, 'osdface-gan-stages-');
+  const quiet = { onLog: () => {} };
+  const gan = { loss: { mse: 1, l1: 0.5, gan: 0.1 }, steps: 2 };
+  const first = await train(tinyConfig(root, path.join(root, 'first'), gan), quiet);
+  const next = await train(tinyConfig(root, path.join(root, 'next'), { ...gan, init: { from: path.join(root, 'first') } }), { ...quiet, stopAt: 0 });
+  const fresh = await train(tinyConfig(root, path.join(root, 'fresh'), gan), { ...quiet, stopAt: 0 });
+  assert.ok(first.trainer.dParams.size > 0);
+  for (const [k, v] of first.trainer.dParams) {
+    assert.deepEqual(next.trainer.dParams.get(k), v, `${k} carried over`);
+  }
+  assert.ok([...first.trainer.dParams].some(([k, v]) => v.some((x, i) => x !== fresh.trainer.dParams.get(k)![i])), 'the first stage trained its discriminator');
+});
+
 test('the edge-aware DISTS term trains with user-supplied weight files; without them the config says what is needed', async (t) => {
   const root = tempDir(t, 'osdface-perceptual-');
   const { Dists } = await import('../src/train/dists.js');
