@@ -28,18 +28,24 @@ export const STAGES = [
   // Its last 3 checkpoints of a session (50 steps apart) are averaged: +0.5 dB on the hold-out faces.
   // Stopped at step 494 of its 3000-step schedule: L1 alone left the faces smooth (NIQE 10.95).
   { name: 'stage2-pixel', endAt: 494, average: 3 },
-  // GAN guidance (PatchGAN, hinge) and the identity loss on top of L1 + latent, for texture.
-  // Stopped at step 300 of its schedule (the working session's time).
-  { name: 'stage3-gan', endAt: 3000, average: 1 },
+  // GAN guidance (PatchGAN, hinge) and the identity loss on top of L1 + latent, for texture, at a
+  // constant learning rate: its hold-out PSNR swung by 0.8 dB between checkpoints.
+  { name: 'stage3-gan', endAt: 500, average: 1 },
+  // The same losses, discriminator included, with the learning rate annealed to zero (cosine):
+  // +0.4 dB hold-out PSNR over stage 3 (NIQE 7.27 against 6.87). Its seed (1) draws new crops and
+  // degradations; it also seeds the untrained VRE and codebook, so the export takes the last
+  // stage's config, the VRE stage 4 trained with (hold-out metrics equal with either VRE to 0.01).
+  { name: 'stage4-anneal', endAt: 600, average: 1 },
 ] as const;
 
 /**
- * What is exported: the weights of stage 2 and stage 3 interpolated, (1 - w)·stage2 + w·stage3.
- * Stage 3 alone renders texture (NIQE 7.50) at a cost in fidelity (PSNR 24.18 dB); the halfway
- * point keeps stage 2's fidelity (25.10 dB) with a lower NIQE (9.96) and LMD (5.59 px): the model
- * card's table has the measurements.
+ * What is exported: the weights of stage 2 and stage 4 interpolated, (1 - w)·stage2 + w·stage4.
+ * w was chosen on the 10 hold-out training faces (never on the test faces): the most of stage 4
+ * (texture, lower NIQE) whose hold-out PSNR is not below the earlier export's (25.93 dB). Hold-out
+ * PSNR / NIQE at w = 0.5, 0.65, 0.75, 0.85, 1: 26.12 / 9.38, 26.06 / 8.55, 25.98 / 7.87,
+ * 25.83 / 7.53, 25.37 / 7.27 (the model card has the table).
  */
-export const EXPORT_BLEND = { from: 'stage2-pixel', to: 'stage3-gan', weight: 0.5 } as const;
+export const EXPORT_BLEND = { from: 'stage2-pixel', to: 'stage4-anneal', weight: 0.75 } as const;
 
 function savedStep(weightsFile: string): number {
   const f = SafetensorsFile.open(weightsFile);
