@@ -2,8 +2,9 @@
  * The browser app (web/) in real headless Chromium (Debian's `chromium`, driven by playwright-core):
  * it restores an aligned face and a whole photo with the packaged model on WASM, with the same
  * pixels as Node (within 2/255), makes no request outside its origin and sends no image bytes,
- * works offline after the first visit (service worker), and a screenshot of the result view is
- * written to test-artifacts/web-result.png. WebGPU is tried with SwiftShader; what happened is logged.
+ * works offline after the first visit (service worker), says "out of memory" when WebAssembly's
+ * memory is capped, and a screenshot of the result view is written to test-artifacts/web-result.png.
+ * WebGPU is tried with SwiftShader; what happened is logged.
  *
  * The app is rebuilt first (web/scripts/prepare.mjs + vite build; dist/ is already compiled by
  * `npm test`), so the test always runs the current sources.
