@@ -36,6 +36,9 @@ export const STAGES = [
   // degradations; it also seeds the untrained VRE and codebook, so the export takes the last
   // stage's config, the VRE stage 4 trained with (hold-out metrics equal with either VRE to 0.01).
   { name: 'stage4-anneal', endAt: 600, average: 1 },
+  // In progress (not in the export yet): the same losses for longer at half the peak learning
+  // rate, cosine to 0 over 1500 steps; the same seed as stage 4, so the same VRE.
+  { name: 'stage5-long', endAt: 1500, average: 1 },
 ] as const;
 
 /**
