@@ -209,7 +209,12 @@ export class Trainer {
     const trainable = (k: string) => !cfg.trainable.frozen.some((prefix) => k.startsWith(prefix)) &&
       (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
     const distsKeys = new Set(this.dists?.namedParameters().map(([k]) => k));
-    const pretrained = startingWeights(cfg, this.vae, new Map([...graph.params].map(([k, v]) => [k, v.shape])));
+    const critic = cfg.loss.gan > 0 ? new GanCritic() : undefined;
+    const shapes = new Map([...graph.params].map(([k, v]) => [k, v.shape]));
+    // An earlier GAN stage's discriminator goes on with its generator (read from init.from with the
+    // rest): a fresh critic would first have to relearn what the generator already fools.
+    for (const [k, shape] of critic?.namedParameters() ?? []) shapes.set(k, shape);
+    const pretrained = startingWeights(cfg, this.vae, shapes);
     for (const [k, v] of graph.params) if (!distsKeys.has(k)) (trainable(k) ? this.params : this.frozen).set(k, pretrained.get(k) ?? initParam(k, v.shape, cfg.seed));
     // Identity loss (loss.identity > 0): the face recognition network keeps face-api's pretrained weights, frozen.
     if (cfg.loss.identity > 0) {
@@ -218,12 +223,9 @@ export class Trainer {
     }
     for (const [k, shape] of this.vre.namedParameters()) this.frozen.set(`vre.${k}`, initParam(k, shape, cfg.seed));
     this.opt = newAdamWState(this.params);
-    if (cfg.loss.gan > 0) {
-      this.critic = new GanCritic();
-      // An earlier GAN stage's discriminator goes on with its generator: a fresh critic would first
-      // have to relearn what the generator already fools.
-      const earlier = cfg.init.from ? readCheckpointParams(checkpointFile(cfg.init.from)) : new Map<string, Float32Array>();
-      for (const [k, shape] of this.critic.namedParameters()) this.dParams.set(k, earlier.get(k) ?? initParam(k, shape, cfg.seed));
+    if (critic) {
+      this.critic = critic;
+      for (const [k, shape] of critic.namedParameters()) this.dParams.set(k, pretrained.get(k) ?? initParam(k, shape, cfg.seed));
       this.dOpt = newAdamWState(this.dParams);
     }
   }
