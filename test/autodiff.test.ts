@@ -137,6 +137,13 @@ test('an op without a gradient rule is an error naming it and the module path', 
   assert.throws(() => gradients(g, op.reduceSum(y, [0, 1], false), [x]), /grad\/blocks\.0: no gradient rule for Clip/);
 });
 
+test('mirrored padding has no gradient rule (slicing would drop what the mirrored edge adds back)', () => {
+  const g = new Graph('reflect');
+  const x = g.input('x', 'float32', [1, 1, 4, 4]);
+  const y = op.pad(x, [0, 0, 1, 1, 0, 0, 1, 1], 'reflect');
+  assert.throws(() => gradients(g, op.reduceSum(y, [0, 1, 2, 3], false), [x]), /Pad gradient: only constant mode, not 'reflect'/);
+});
+
 test('the fused attention op asks for the composite form', () => {
   const g = new Graph('fused');
   const q = g.input('q', 'float32', [1, 2, 4]);

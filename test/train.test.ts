@@ -6,6 +6,12 @@ import { shared, tempDir } from './helpers.js';
 import { parseTrainConfig, TrainConfigError } from '../src/train/config.js';
 import { adamWStep, learningRate, newAdamWState, type AdamWConfig } from '../src/train/optim.js';
 import { train } from '../src/train/run.js';
+import { PatchDiscriminator } from '../src/train/discriminator.js';
+import { initParam } from '../src/train/init.js';
+import { Graph } from '../src/graph/ir.js';
+import { emitOnnx } from '../src/graph/emit.js';
+import { OnnxSession } from '../src/graph/runtime.js';
+import { floatTensor } from '../src/tensor.js';
 
 const faces = path.join(shared, 'data/faces-hq/train');
 const valFaces = path.join(shared, 'data/faces-hq/test');
@@ -116,6 +122,62 @@ test('a GAN stage started from an earlier GAN stage goes on with its discriminat
     assert.deepEqual(next.trainer.dParams.get(k), v, `${k} carried over`);
   }
   assert.ok([...first.trainer.dParams].some(([k, v]) => v.some((x, i) => x !== fresh.trainer.dParams.get(k)![i])), 'the first stage trained its discriminator');
+});
+
+test('a wider critic: sized by the config, warmed up alone with the generator frozen, then joined to a generator from another stage', async (t) => {
+  const root = tempDir(t, 'osdface-gan-wide-');
+  const quiet = { onLog: () => {} };
+  const gan = { loss: { mse: 1, l1: 0.5, gan: 0.1 }, steps: 2 };
+  const narrow = await train(tinyConfig(root, path.join(root, 'narrow'), gan), quiet);
+  const generatorPrefixes = [...new Set([...narrow.trainer.params.keys()].map((k) => `${k.split('.')[0]}.`))];
+  const wide = { ...gan, discriminator: { width: 8, layers: 3 } };
+  const warmup = { ...wide, trainable: { frozen: generatorPrefixes }, init: { from: path.join(root, 'narrow') } };
+  const untrained = await train(tinyConfig(root, path.join(root, 'warmup'), warmup), { ...quiet, stopAt: 0 });
+  const fresh = await train(tinyConfig(root, path.join(root, 'fresh'), wide), { ...quiet, stopAt: 0 });
+  assert.deepEqual([...fresh.trainer.dParams].filter(([k]) => k.includes('convs')).map(([, v]) => v.length),
+    [8 * 3 * 16, 8, 16 * 8 * 16, 16, 32 * 16 * 16, 32], 'three 4x4 layers, 8 then 16 then 32 channels');
+  for (const [k, v] of fresh.trainer.dParams) assert.deepEqual(untrained.trainer.dParams.get(k), v, `${k}: the narrow stage's critic is left out`);
+  const warmed = await train(tinyConfig(root, path.join(root, 'warmup'), warmup), quiet);
+  assert.equal(warmed.trainer.params.size, 0, 'the generator is frozen');
+  assert.ok(warmed.logs.every((l) => Number.isFinite(l.discriminatorLoss)), 'the critic trains');
+  const joined = await train(tinyConfig(root, path.join(root, 'joined'), { ...wide, init: { from: [path.join(root, 'narrow'), path.join(root, 'warmup')] } }), { ...quiet, stopAt: 0 });
+  for (const [k, v] of narrow.trainer.params) assert.deepEqual(joined.trainer.params.get(k), v, `${k} from the first file`);
+  for (const [k, v] of warmed.trainer.dParams) assert.deepEqual(joined.trainer.dParams.get(k), v, `${k} from the warm-up`);
+  assert.ok([...warmed.trainer.dParams].some(([k, v]) => v.some((x, i) => x !== fresh.trainer.dParams.get(k)![i])), 'the warm-up trained its critic');
+  const still = await train(tinyConfig(root, path.join(root, 'still'), { ...wide, discriminator: { ...wide.discriminator, lr: 0 } }), quiet);
+  for (const [k, v] of fresh.trainer.dParams) assert.deepEqual(still.trainer.dParams.get(k), v, `${k}: discriminator.lr 0 keeps the critic still`);
+  assert.ok([...still.trainer.params].some(([k, v]) => v.some((x, i) => x !== fresh.trainer.params.get(k)![i])), 'while the generator learns at optim.lr');
+  assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { lr: -1 } }), /'discriminator\.lr' must be a number in \[0, 10\]/);
+  assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { width: 8, layers: 4 } }), /'discriminator\.layers' 4 layers shrink a 32-pixel training image below 4 pixels/);
+  assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { input: 'edges' } }), /'discriminator\.input' must be 'image' or 'detail', found "edges"/);
+  assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { depth: 3 } }), /'discriminator\.depth' is not a known setting/);
+  assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { init: { from: [path.join(root, 'narrow'), path.join(root, 'none')] } }), /'init\.from\[1\]' .*none does not exist/);
+  await assert.rejects(train(tinyConfig(root, path.join(root, 'idle'), { trainable: { frozen: generatorPrefixes } }), quiet), /every weight is frozen .* nothing would learn/);
+});
+
+test('the detail critic judges texture, not colour: a colour cast leaves its logits unchanged away from the edges', async () => {
+  const size = 64;
+  const image = new Float32Array(3 * size * size).map((_, i) => Math.sin(i * 0.37) * 0.5 + Math.cos(i * 0.011) * 0.3);
+  const cast = image.map((v, i) => (i < size * size ? v + 0.2 : i >= 2 * size * size ? v - 0.1 : v));
+  const logits = async (input: 'image' | 'detail', pixels: Float32Array) => {
+    const d = new PatchDiscriminator(3, 8, 1, input);
+    const g = new Graph('critic');
+    g.output(d.forward(g, g.input('x', 'float32', [1, 3, size, size])), 'logits');
+    const weights = new Map(d.namedParameters().map(([k, shape]) => [k, initParam(k, shape, 1)]));
+    const s = await OnnxSession.create(emitOnnx(g, { weights: { read: (k) => weights.get(k)! } }), { threads: 1 });
+    try {
+      return (await s.run({ x: floatTensor([1, 3, size, size], pixels) })).logits!.data as Float32Array;
+    } finally {
+      await s.release();
+    }
+  };
+  // One strided 4x4 layer and a 3x3 head see 8 pixels, the blur 2 more: patches 3 or more from the edge never see the padding.
+  const side = size / 2;
+  const interior = (v: Float32Array) => [...v].filter((_, i) => Math.min(i % side, Math.floor(i / side), side - 1 - (i % side), side - 1 - Math.floor(i / side)) >= 3);
+  const [detail, detailCast, plain, plainCast] = await Promise.all([logits('detail', image), logits('detail', cast), logits('image', image), logits('image', cast)]);
+  const maxDiff = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i]!)));
+  assert.ok(maxDiff(interior(detail), interior(detailCast)) < 1e-5, `detail critic moved by ${maxDiff(interior(detail), interior(detailCast))}`);
+  assert.ok(maxDiff(interior(plain), interior(plainCast)) > 1e-3, 'the image critic sees the cast');
 });
 
 test('the edge-aware DISTS term trains with user-supplied weight files; without them the config says what is needed', async (t) => {

@@ -333,6 +333,9 @@ const RULES: Record<string, Rule> = {
   },
   Pad: (n, [g]) => {
     const x = n.inputs[0]!;
+    // Slicing the gradient is right for constant padding only: mirrored edges would add back into the border.
+    const mode = n.attrs['mode'];
+    if (mode?.kind === 'string' && mode.value !== 'constant') g!.graph.fail(`Pad gradient: only constant mode, not '${mode.value}'`);
     const pads = knownInput(n, 1);
     let out = g!;
     for (let a = 0; a < x.rank; a++) if (pads[a] !== 0 || pads[a + x.rank] !== 0) out = op.slice(out, a, pads[a]!, pads[a]! + x.shape[a]!);

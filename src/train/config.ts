@@ -19,8 +19,12 @@ export interface TrainConfig {
     augment: { flip: boolean; scale: number; shift: number; colorJitter: number } };
   /** Network widths: diffusers/OSDFace config objects for a small OSDFace-shaped model trained from scratch. */
   model: { unet: Record<string, unknown>; vae: Record<string, unknown>; vre: Record<string, unknown>; promptChannels: number; timestep: number };
-  /** Starting weights: `vae`, a TAESD-family folder (taef2_encoder.pth, taef2_decoder.pth); `from`, a run folder or checkpoint file of an earlier stage. */
-  init: { vae: string | null; from: string | null };
+  /**
+   * Starting weights: `vae`, a TAESD-family folder (taef2_encoder.pth, taef2_decoder.pth); `from`, a run
+   * folder or checkpoint file of an earlier stage, or a list of them read in order (a later file's
+   * tensors replace an earlier one's: a generator from one stage, a critic warmed up in another).
+   */
+  init: { vae: string | null; from: string | string[] | null };
   /** Which weights train: all of unet/vae/embedding_change, or LoRA adapters on the UNet; `frozen` key prefixes stay fixed. */
   trainable: { mode: 'full' | 'lora'; lora: { rank: number; alpha: number; targets: string[] }; frozen: string[] };
   /**
@@ -28,6 +32,14 @@ export interface TrainConfig {
    * latent: MSE between the predicted x0 and the scaled latent of the HQ image.
    */
   loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[] };
+  /**
+   * The PatchGAN discriminator of GAN guidance: `layers` strided 4x4 convolutions, the first `width`
+   * channels wide, doubling after. Left out: width 32 and 2 layers (the stages 3-7 critic, which
+   * sees 18-pixel patches); `lr`, the critic's peak learning rate on the generator's schedule (left
+   * out: optim.lr); `input`, 'detail' to judge the image minus its blur (texture only; left out:
+   * 'image'). Absent from a config that does not set it, so older configs keep their hash.
+   */
+  discriminator?: { width: number; layers: number; lr?: number; input?: 'image' | 'detail' };
   optim: AdamWConfig;
   steps: number;
   seed: number;
@@ -88,7 +100,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const known = (o: Json, where: string, keys: string[]) => {
     for (const k of Object.keys(o)) if (!keys.includes(k)) fail(where ? `${where}.${k}` : k, `is not a known setting (known: ${keys.join(', ')})`);
   };
-  known(root, '', ['data', 'model', 'init', 'trainable', 'loss', 'optim', 'steps', 'seed', 'threads', 'out', 'checkpointEvery', 'sampleEvery', 'evalEvery']);
+  known(root, '', ['data', 'model', 'init', 'trainable', 'loss', 'discriminator', 'optim', 'steps', 'seed', 'threads', 'out', 'checkpointEvery', 'sampleEvery', 'evalEvery']);
   const base = path.dirname(path.resolve(file));
   const dir = (o: Json, key: string, p: string) => {
     const d = path.resolve(base, str(o, key, p));
@@ -169,7 +181,12 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
       promptChannels: num(model, 'promptChannels', 'model.promptChannels', SMALL_MODEL.promptChannels, 1, 4096, true),
       timestep: num(model, 'timestep', 'model.timestep', SMALL_MODEL.timestep, 0, 999, true),
     },
-    init: { vae: existing(init, 'vae', 'init.vae'), from: existing(init, 'from', 'init.from') },
+    init: {
+      vae: existing(init, 'vae', 'init.vae'),
+      from: Array.isArray(init['from'])
+        ? (init['from'] as unknown[]).map((_, i) => existing(init['from'] as Json, String(i), `init.from[${i}]`)!)
+        : existing(init, 'from', 'init.from'),
+    },
     trainable: {
       mode: mode as 'full' | 'lora',
       lora: { rank: num(lora, 'rank', 'trainable.lora.rank', 4, 1, 1024, true), alpha: num(lora, 'alpha', 'trainable.lora.alpha', 4, 0), targets: targets as string[] },
@@ -193,6 +210,18 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     sampleEvery: num(root, 'sampleEvery', 'sampleEvery', 50, 1, 1e9, true),
     evalEvery: num(root, 'evalEvery', 'evalEvery', 50, 1, 1e9, true),
   };
+  if (root['discriminator'] !== undefined) {
+    const d = obj(root['discriminator'], 'discriminator');
+    known(d, 'discriminator', ['width', 'layers', 'lr', 'input']);
+    cfg.discriminator = { width: num(d, 'width', 'discriminator.width', 32, 1, 1024, true), layers: num(d, 'layers', 'discriminator.layers', 2, 1, 6, true) };
+    if (d['lr'] !== undefined) cfg.discriminator.lr = num(d, 'lr', 'discriminator.lr', undefined, 0, 10);
+    if (d['input'] !== undefined) {
+      if (d['input'] !== 'image' && d['input'] !== 'detail') fail('discriminator.input', `must be 'image' or 'detail', found ${JSON.stringify(d['input'])}`);
+      cfg.discriminator.input = d['input'] as 'image' | 'detail';
+    }
+    const downscale = 2 ** cfg.discriminator.layers;
+    if ((crop > 0 ? crop : size) < 4 * downscale) fail('discriminator.layers', `${cfg.discriminator.layers} layers shrink a ${crop > 0 ? crop : size}-pixel training image below 4 pixels`);
+  }
   if (crop > 0 && crop % 8 !== 0) fail('data.crop', `must be a multiple of 8 (the autoencoder's factor), found ${crop}`);
   if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent === 0) fail('loss', 'needs at least one positive weight');
   if (cfg.loss.perceptual > 0 && perceptualWeights.length === 0) {

@@ -75,7 +75,30 @@ export function startingWeights(cfg: TrainConfig, vaeModule: AutoencoderKL | Aut
       out.set(k, t.data as Float32Array);
     }
   }
-  if (from) for (const [k, v] of readCheckpointParams(checkpointFile(from))) if (shapes.has(k)) out.set(k, v);
+  for (const source of from === null ? [] : Array.isArray(from) ? from : [from]) {
+    const file = checkpointFile(source);
+    const f = SafetensorsFile.open(file);
+    const critic = new Map<string, Float32Array>();
+    let otherCritic = false;
+    try {
+      for (const key of f.keys()) {
+        const k = key.slice(6);
+        const shape = shapes.get(k);
+        if (!key.startsWith('param/') || !shape) continue;
+        const t = f.read(key);
+        const isCritic = k.startsWith('discriminator.');
+        if (t.shape.join(',') !== shape.join(',')) {
+          if (isCritic) otherCritic = true;
+          else throw new Error(`init.from: '${k}' is [${t.shape}] in ${file}, the configured model needs [${shape}]; start from a stage of the same architecture`);
+        }
+        (isCritic ? critic : out).set(k, t.data as Float32Array);
+      }
+    } finally {
+      f.close();
+    }
+    // A critic of another size (the `discriminator` setting) is left out, all of it: the new one starts afresh.
+    if (!otherCritic) for (const [k, v] of critic) out.set(k, v);
+  }
   return out;
 }
 
@@ -209,7 +232,7 @@ export class Trainer {
     const trainable = (k: string) => !cfg.trainable.frozen.some((prefix) => k.startsWith(prefix)) &&
       (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
     const distsKeys = new Set(this.dists?.namedParameters().map(([k]) => k));
-    const critic = cfg.loss.gan > 0 ? new GanCritic() : undefined;
+    const critic = cfg.loss.gan > 0 ? new GanCritic(cfg.discriminator) : undefined;
     const shapes = new Map([...graph.params].map(([k, v]) => [k, v.shape]));
     // An earlier GAN stage's discriminator goes on with its generator (read from init.from with the
     // rest): a fresh critic would first have to relearn what the generator already fools.
@@ -222,6 +245,7 @@ export class Trainer {
       for (const [k, v] of loadRecognitionWeights()) this.frozen.set(k, v);
     }
     for (const [k, shape] of this.vre.namedParameters()) this.frozen.set(`vre.${k}`, initParam(k, shape, cfg.seed));
+    if (this.params.size === 0 && !critic) throw new Error(`config: every weight is frozen (trainable.frozen) and there is no GAN critic to train (loss.gan is 0): nothing would learn`);
     this.opt = newAdamWState(this.params);
     if (critic) {
       this.critic = critic;
@@ -311,7 +335,8 @@ export class Trainer {
     g.output(out, 'out');
     if (withGradients) {
       const keys = [...g.params.keys()].filter((k) => (this.params.has(k) || !this.frozen.has(k)) && !this.dParams.has(k));
-      gradients(g, loss, keys.map((k) => g.params.get(k)!)).forEach((gv, i) => g.output(gv, `grad:${keys[i]}`));
+      // Every generator weight frozen: a critic warm-up stage, where only the discriminator learns.
+      if (keys.length > 0) gradients(g, loss, keys.map((k) => g.params.get(k)!)).forEach((gv, i) => g.output(gv, `grad:${keys[i]}`));
     }
     return g;
   }
@@ -410,7 +435,8 @@ export class Trainer {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
       const d = await this.dSession.run({ real: hq, fake: out.out!, ...Object.fromEntries([...this.dParams].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
       const dGrads = new Map([...this.dParams.keys()].map((k) => [k, d[`grad:${k}`]!.data as Float32Array]));
-      adamWStep(this.cfg.optim, this.dOpt!, this.dParams, dGrads);
+      // The critic may learn faster than the generator (discriminator.lr), on the same schedule.
+      adamWStep({ ...this.cfg.optim, lr: this.cfg.discriminator?.lr ?? this.cfg.optim.lr }, this.dOpt!, this.dParams, dGrads);
       log.discriminatorLoss = (d.loss!.data as Float32Array)[0]!;
       log.adversarial = (out.adversarial!.data as Float32Array)[0]!;
     }
