@@ -50,6 +50,10 @@ export const STAGES = [
   // would move with the encoder), lr 5e-5 annealed over 250 steps, seed 4: +0.21 dB hold-out PSNR
   // over stage 6 (26.60 against 26.39). The fidelity end of the exported blend.
   { name: 'stage8-pixel-encoder', endAt: 250, average: 1 },
+  // Not stages of the recipe: stage9-critic-warmup.json (a wider critic on the detail image, trained
+  // alone against stage 8's frozen generator) and the GAN stages 10 and 11 started from it were
+  // measured; their generators found striped and hatched textures that fool the critic within
+  // 100 steps, below the exported blend's PSNR/NIQE line (the model card has the figures).
 ] as const;
 
 /**
