@@ -34,8 +34,7 @@ export interface TrainConfig {
   loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[] };
   /**
    * The PatchGAN discriminator of GAN guidance: `layers` strided 4x4 convolutions, the first `width`
-   * channels wide, doubling after. Left out: width 32 and 2 layers (the stages 3-7 critic, which
-   * sees 18-pixel patches); `lr`, the critic's peak learning rate on the generator's schedule (left
+   * channels wide, doubling after. Left out: width 32 and 2 layers (it sees 18-pixel patches); `lr`, the critic's peak learning rate on the generator's schedule (left
    * out: optim.lr); `input`, 'detail' to judge the image minus its blur (texture only; left out:
    * 'image'). Absent from a config that does not set it, so older configs keep their hash.
    */
