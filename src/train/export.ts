@@ -71,7 +71,7 @@ export function trainedNetworks(input: string, architecture = 'osdface-trained',
   const start = startingWeights(config, vae, shapes);
   const source = (seededOnly: boolean): WeightSource => ({
     read: (key, shape) => {
-      const v = seededOnly ? initParam(key, shape, config.seed) : trained.get(key) ?? start.get(key) ?? initParam(key, shape, config.seed);
+      const v = seededOnly ? initParam(key, shape, config.seed) : trained.get(key)?.data ?? start.get(key) ?? initParam(key, shape, config.seed);
       if (v.length !== numel(shape)) throw new ExportError(checkpoint, `'${key}' has ${v.length} values, the network needs [${shape}]`);
       return v;
     },

@@ -77,24 +77,17 @@ export function startingWeights(cfg: TrainConfig, vaeModule: AutoencoderKL | Aut
   }
   for (const source of from === null ? [] : Array.isArray(from) ? from : [from]) {
     const file = checkpointFile(source);
-    const f = SafetensorsFile.open(file);
     const critic = new Map<string, Float32Array>();
     let otherCritic = false;
-    try {
-      for (const key of f.keys()) {
-        const k = key.slice(6);
-        const shape = shapes.get(k);
-        if (!key.startsWith('param/') || !shape) continue;
-        const t = f.read(key);
-        const isCritic = k.startsWith('discriminator.');
-        if (t.shape.join(',') !== shape.join(',')) {
-          if (isCritic) otherCritic = true;
-          else throw new Error(`init.from: '${k}' is [${t.shape}] in ${file}, the configured model needs [${shape}]; start from a stage of the same architecture`);
-        }
-        (isCritic ? critic : out).set(k, t.data as Float32Array);
+    for (const [k, t] of readCheckpointParams(file)) {
+      const shape = shapes.get(k);
+      if (!shape) continue;
+      const isCritic = k.startsWith('discriminator.');
+      if (t.shape.join(',') !== shape.join(',')) {
+        if (isCritic) otherCritic = true;
+        else throw new Error(`init.from: '${k}' is [${t.shape}] in ${file}, the configured model needs [${shape}]; start from a stage of the same architecture`);
       }
-    } finally {
-      f.close();
+      (isCritic ? critic : out).set(k, t.data);
     }
     // A critic of another size (the `discriminator` setting) is left out, all of it: the new one starts afresh.
     if (!otherCritic) for (const [k, v] of critic) out.set(k, v);
@@ -102,12 +95,16 @@ export function startingWeights(cfg: TrainConfig, vaeModule: AutoencoderKL | Aut
   return out;
 }
 
-/** The parameters (not the optimizer moments) of a checkpoint file, by graph key. */
-export function readCheckpointParams(file: string): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>();
+/** The parameters (not the optimizer moments) of a checkpoint file, by graph key, with their shapes. */
+export function readCheckpointParams(file: string): Map<string, { shape: number[]; data: Float32Array }> {
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
   const f = SafetensorsFile.open(file);
   try {
-    for (const key of f.keys()) if (key.startsWith('param/')) out.set(key.slice(6), f.read(key).data as Float32Array);
+    for (const key of f.keys()) {
+      if (!key.startsWith('param/')) continue;
+      const t = f.read(key);
+      out.set(key.slice(6), { shape: t.shape, data: t.data as Float32Array });
+    }
   } finally {
     f.close();
   }
