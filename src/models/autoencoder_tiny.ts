@@ -72,7 +72,7 @@ export class AutoencoderTinyBlock extends Module {
   }
 }
 
-interface TinyCoderConfig {
+export interface TinyCoderConfig {
   inChannels: number;
   outChannels: number;
   blockOut: number[];
@@ -83,15 +83,19 @@ interface TinyCoderConfig {
 
 export class EncoderTiny extends Module {
   readonly layers: Layers;
+  /** Index of the last block at each resolution, full resolution first (the feature pyramid's taps). */
+  private readonly taps: number[] = [];
 
-  constructor(c: TinyCoderConfig) {
+  constructor(readonly config: TinyCoderConfig) {
     super();
+    const c = config;
     this.layers = this.addModule('layers', new Layers());
     c.numBlocks.forEach((n, i) => {
       const ch = c.blockOut[i]!;
       this.layers.add(i === 0 ? conv3x3(c.inChannels, ch) : conv3x3(c.blockOut[i - 1]!, ch, { stride: 2, bias: false }));
       // TAEF2 pools with GroupNorm in the blocks at the latent resolution only.
       for (let b = 0; b < n; b++) this.layers.add(new AutoencoderTinyBlock(ch, ch, c.midblockGroupNorm && i === c.numBlocks.length - 1));
+      this.taps.push(this.layers.steps.length - 1);
     });
     this.layers.add(conv3x3(c.blockOut[c.blockOut.length - 1]!, c.outChannels));
   }
@@ -99,6 +103,19 @@ export class EncoderTiny extends Module {
   /** image in [-1, 1] -> latent (TAESD's encoder reads [0, 1]). */
   forward(g: Graph, x: Value): Value {
     return this.scoped(g, () => this.layers.forward(g, op.mul(op.add(x, 1), 0.5)));
+  }
+
+  /** image in [0, 1] -> the output of each resolution's last block (ReLU features, `blockOut[i]` channels at 1/2^i scale). */
+  features(g: Graph, x: Value): Value[] {
+    return this.scoped(g, () => {
+      const out: Value[] = [];
+      let h = x;
+      for (let i = 0; i <= this.taps[this.taps.length - 1]!; i++) {
+        h = this.layers.steps[i]!(g, h);
+        if (this.taps.includes(i)) out.push(h);
+      }
+      return out;
+    });
   }
 }
 

@@ -82,33 +82,42 @@ export class Dists extends Module {
   forward(g: Graph, x: Value, y: Value): Value {
     return this.scoped(g, () => {
       const rgb = (v: Value) => (v.shape[1] === 1 ? op.concat([v, v, v], 1) : v);
-      const f0 = this.features(g, rgb(x));
-      const f1 = this.features(g, rgb(y));
-      const alpha = this.p(g, 'alpha');
-      const beta = this.p(g, 'beta');
-      const wSum = op.add(op.reduceSum(alpha, [0, 1, 2, 3], false), op.reduceSum(beta, [0, 1, 2, 3], false));
-      const c = 1e-6;
-      let dist: Value | undefined;
-      let start = 0;
-      DISTS_CHANNELS.forEach((ch, k) => {
-        const a = op.div(op.slice(alpha, 1, start, start + ch), wSum);
-        const b = op.div(op.slice(beta, 1, start, start + ch), wSum);
-        start += ch;
-        const xm = op.reduceMean(f0[k]!, [2, 3]);
-        const ym = op.reduceMean(f1[k]!, [2, 3]);
-        const s1 = op.div(op.add(op.mul(op.mul(xm, ym), 2), c), op.add(op.add(op.mul(xm, xm), op.mul(ym, ym)), c));
-        const xc = op.sub(f0[k]!, xm);
-        const yc = op.sub(f1[k]!, ym);
-        const xv = op.reduceMean(op.mul(xc, xc), [2, 3]);
-        const yv = op.reduceMean(op.mul(yc, yc), [2, 3]);
-        const cov = op.sub(op.reduceMean(op.mul(f0[k]!, f1[k]!), [2, 3]), op.mul(xm, ym));
-        const s2 = op.div(op.add(op.mul(cov, 2), c), op.add(op.add(xv, yv), c));
-        const term = op.add(op.reduceSum(op.mul(a, s1), [1, 2, 3], false), op.reduceSum(op.mul(b, s2), [1, 2, 3], false));
-        dist = dist ? op.add(dist, term) : term;
-      });
-      return op.sub(op.scalar(g, 1), dist!);
+      return structureTextureDistance(this.features(g, rgb(x)), this.features(g, rgb(y)), this.p(g, 'alpha'), this.p(g, 'beta'));
     });
   }
+}
+
+/**
+ * DISTS's distance between two feature pyramids (B, C_k, H_k, W_k), per image (B,): one minus the
+ * alpha-weighted texture similarity of the per-channel means plus the beta-weighted structure
+ * similarity (the correlation), alpha and beta (1, sum of C_k, 1, 1) normalised by their joint sum.
+ */
+export function structureTextureDistance(f0: Value[], f1: Value[], alpha: Value, beta: Value): Value {
+  const g = alpha.graph;
+  const wSum = op.add(op.reduceSum(alpha, [0, 1, 2, 3], false), op.reduceSum(beta, [0, 1, 2, 3], false));
+  const c = 1e-6;
+  let dist: Value | undefined;
+  let start = 0;
+  f0.forEach((x, k) => {
+    const y = f1[k]!;
+    const ch = x.shape[1]!;
+    const a = op.div(op.slice(alpha, 1, start, start + ch), wSum);
+    const b = op.div(op.slice(beta, 1, start, start + ch), wSum);
+    start += ch;
+    const xm = op.reduceMean(x, [2, 3]);
+    const ym = op.reduceMean(y, [2, 3]);
+    const s1 = op.div(op.add(op.mul(op.mul(xm, ym), 2), c), op.add(op.add(op.mul(xm, xm), op.mul(ym, ym)), c));
+    const xc = op.sub(x, xm);
+    const yc = op.sub(y, ym);
+    const xv = op.reduceMean(op.mul(xc, xc), [2, 3]);
+    const yv = op.reduceMean(op.mul(yc, yc), [2, 3]);
+    const cov = op.sub(op.reduceMean(op.mul(x, y), [2, 3]), op.mul(xm, ym));
+    const s2 = op.div(op.add(op.mul(cov, 2), c), op.add(op.add(xv, yv), c));
+    const term = op.add(op.reduceSum(op.mul(a, s1), [1, 2, 3], false), op.reduceSum(op.mul(b, s2), [1, 2, 3], false));
+    dist = dist ? op.add(dist, term) : term;
+  });
+  if (start !== alpha.shape[1]) throw new Error(`DISTS weights cover ${alpha.shape[1]} channels, the features have ${start}`);
+  return op.sub(op.scalar(g, 1), dist!);
 }
 
 /** Sobel gradient magnitude of the channel mean, sqrt(ex^2 + ey^2 + 1e-6): (B, 1, H, W). */
@@ -123,7 +132,7 @@ export function sobelEdges(x: Value): Value {
 }
 
 /** OSDFace's edge-aware perceptual loss: mean over the batch of DISTS(x, y) + DISTS(edges(x), edges(y)). */
-export function edgeAwareDists(dists: Dists, g: Graph, x: Value, y: Value): Value {
+export function edgeAwareDists(dists: { forward(g: Graph, x: Value, y: Value): Value }, g: Graph, x: Value, y: Value): Value {
   const mean = (v: Value) => op.reduceMean(v, [0], false);
   return op.add(mean(dists.forward(g, x, y)), mean(dists.forward(g, sobelEdges(x), sobelEdges(y))));
 }

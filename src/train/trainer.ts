@@ -34,6 +34,7 @@ import { lossCurvePng, sampleSheetPng } from './plot.js';
 import { GanCritic } from './discriminator.js';
 import { identityLoss, isRecognitionParam, loadRecognitionWeights } from '../face/recognition.js';
 import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
+import { EncoderDists } from './encoder_dists.js';
 
 export interface StepLog {
   step: number;
@@ -48,6 +49,8 @@ export interface StepLog {
   identity?: number;
   /** With loss.latent > 0: the latent MSE, before its weight. */
   latent?: number;
+  /** With loss.encoderDists > 0: that distance, before its weight. */
+  encoderDists?: number;
   val?: { loss: number; psnr: number; inputPsnr: number };
 }
 
@@ -202,6 +205,8 @@ export class Trainer {
   private dSession?: OnnxSession;
   /** The edge-aware DISTS term (loss.perceptual > 0); its weights are frozen. */
   private dists?: Dists;
+  /** DISTS on the frozen TAEF2 encoder's features (loss.encoderDists > 0). */
+  private encoderDists?: EncoderDists;
   /** Trainable parameters (graph keys), updated in place. */
   readonly params = new Map<string, Float32Array>();
   private readonly frozen = new Map<string, Float32Array>();
@@ -225,10 +230,11 @@ export class Trainer {
     }
     this.ec = new TwoLayerConv1x1(this.vre.quantize.embedDim, m.promptChannels);
     if (cfg.loss.perceptual > 0) this.dists = new Dists();
+    if ((cfg.loss.encoderDists ?? 0) > 0) this.encoderDists = new EncoderDists(this.vae as AutoencoderTiny);
     const graph = this.buildGraph(false);
     const trainable = (k: string) => !cfg.trainable.frozen.some((prefix) => k.startsWith(prefix)) &&
       (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
-    const distsKeys = new Set(this.dists?.namedParameters().map(([k]) => k));
+    const distsKeys = new Set([...this.dists?.namedParameters() ?? [], ...this.encoderDists?.namedParameters() ?? []].map(([k]) => k));
     const critic = cfg.loss.gan > 0 ? new GanCritic(cfg.discriminator) : undefined;
     const shapes = new Map([...graph.params].map(([k, v]) => [k, v.shape]));
     // An earlier GAN stage's discriminator goes on with its generator (read from init.from with the
@@ -241,6 +247,7 @@ export class Trainer {
       for (const k of [...this.params.keys()].filter(isRecognitionParam)) this.params.delete(k);
       for (const [k, v] of loadRecognitionWeights()) this.frozen.set(k, v);
     }
+    if (this.encoderDists) for (const [k, v] of this.encoderDists.weightsFrom(taef2Store(cfg.init.vae!))) this.frozen.set(k, v);
     for (const [k, shape] of this.vre.namedParameters()) this.frozen.set(`vre.${k}`, initParam(k, shape, cfg.seed));
     if (this.params.size === 0 && !critic) throw new Error(`config: every weight is frozen (trainable.frozen) and there is no GAN critic to train (loss.gan is 0): nothing would learn`);
     this.opt = newAdamWState(this.params);
@@ -319,6 +326,11 @@ export class Trainer {
       const perceptual = edgeAwareDists(this.dists, g, out, hq);
       g.output(perceptual, 'perceptual');
       terms.push(op.mul(perceptual, this.cfg.loss.perceptual));
+    }
+    if (this.encoderDists) {
+      const distance = op.reduceMean(this.encoderDists.forward(g, out, hq), [0], false);
+      g.output(distance, 'encoderDists');
+      terms.push(op.mul(distance, this.cfg.loss.encoderDists!));
     }
     if (this.critic) {
       // Hinge generator loss: raise the discriminator's score of the restored image.
@@ -428,6 +440,7 @@ export class Trainer {
     const log: StepLog = { step: this.opt.step, loss, lr, gradNorm, imagesPerSecond: 0 };
     if (out.identity) log.identity = (out.identity.data as Float32Array)[0]!;
     if (out.latent) log.latent = (out.latent.data as Float32Array)[0]!;
+    if (out.encoderDists) log.encoderDists = (out.encoderDists.data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
       const d = await this.dSession.run({ real: hq, fake: out.out!, ...Object.fromEntries([...this.dParams].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });

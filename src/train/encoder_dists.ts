@@ -1,0 +1,44 @@
+/**
+ * A perceptual term that needs no downloaded network: DISTS's structure and texture similarities
+ * (dists.ts) on the feature pyramid of a frozen, pretrained TAEF2 encoder instead of VGG16, whose
+ * ImageNet weights a recipe here cannot have. The encoder keeps TAEF2's own weights (read from
+ * `init.vae`) while the model's encoder may train; every channel weighs the same (DISTS learned its
+ * alpha/beta for VGG's channels, which these are not).
+ *
+ * The texture half compares per-channel means over the crop, not pixels, so unlike L1 it does not
+ * reward the average of the plausible textures (a blur) over one of them.
+ */
+import type { Graph, Value } from '../graph/ir.js';
+import * as op from '../graph/ops.js';
+import { Module } from '../nn/module.js';
+import { EncoderTiny, type AutoencoderTiny } from '../models/autoencoder_tiny.js';
+import { bindWeights, type TensorStore } from '../weights/bind.js';
+import { structureTextureDistance } from './dists.js';
+
+export class EncoderDists extends Module {
+  readonly encoder: EncoderTiny;
+  private readonly channels: number;
+
+  /** A frozen copy of `vae`'s encoder architecture, parameters under `perceptual_encoder.`. */
+  constructor(vae: AutoencoderTiny) {
+    super();
+    this.encoder = this.addModule('perceptual_encoder', new EncoderTiny(vae.encoder.config));
+    const c = vae.encoder.config;
+    this.channels = c.inChannels + c.blockOut.reduce((s, n) => s + n, 0);
+  }
+
+  /** Distance per image, (B,), for images in [0, 1]: the image itself, then each resolution's features. */
+  forward(g: Graph, x: Value, y: Value): Value {
+    return this.scoped(g, () => {
+      const ones = op.floatConst(g, [1, this.channels, 1, 1], new Float32Array(this.channels).fill(1), 'encoder_dists_weights');
+      return structureTextureDistance([x, ...this.encoder.features(g, x)], [y, ...this.encoder.features(g, y)], ones, ones);
+    });
+  }
+
+  /** TAEF2's pretrained encoder tensors (keys `encoder.*` of a taef2 folder), keyed as this module's parameters. */
+  weightsFrom(store: TensorStore): Map<string, Float32Array> {
+    const params = this.namedParameters();
+    const source = bindWeights(store, params, { aliases: (k) => [k.replace(/^perceptual_encoder\./, 'encoder.')] });
+    return new Map(params.map(([k, shape]) => [k, source.read(k, shape)]));
+  }
+}

@@ -1,0 +1,75 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { shared, taef2Weights, tempDir } from './helpers.js';
+import { Graph } from '../src/graph/ir.js';
+import { emitOnnx } from '../src/graph/emit.js';
+import { OnnxSession } from '../src/graph/runtime.js';
+import { Config } from '../src/models/config.js';
+import { AutoencoderTiny, TAEF2_CONFIG } from '../src/models/autoencoder_tiny.js';
+import { EncoderDists } from '../src/train/encoder_dists.js';
+import { parseTrainConfig } from '../src/train/config.js';
+import { train } from '../src/train/run.js';
+import { taef2Store } from '../src/weights/taesd.js';
+import { type FloatTensor, floatTensor } from '../src/tensor.js';
+
+const faces = path.join(shared, 'data/faces-hq/train');
+const skip = !fs.existsSync(taef2Weights) ? `TAEF2 weights not found at ${taef2Weights}` : !fs.existsSync(faces) ? `training faces not found at ${faces}` : false;
+
+async function face(size: number, blur = 0): Promise<FloatTensor> {
+  const file = path.join(faces, fs.readdirSync(faces).filter((f) => f.endsWith('.png')).sort()[0]!);
+  let image = sharp(file).resize(size, size).removeAlpha();
+  if (blur > 0) image = image.blur(blur);
+  const data = await image.raw().toBuffer();
+  const out = new Float32Array(3 * size * size);
+  for (let i = 0; i < size * size; i++) for (let c = 0; c < 3; c++) out[c * size * size + i] = data[i * 3 + c]! / 255;
+  return floatTensor([1, 3, size, size], out);
+}
+
+test('encoderDists: zero for the same face, growing with blur, from TAEF2\'s pretrained encoder', { skip }, async () => {
+  const size = 96;
+  const perceptual = new EncoderDists(new AutoencoderTiny(new Config(TAEF2_CONFIG, 'TAEF2')));
+  const weights = perceptual.weightsFrom(taef2Store(taef2Weights));
+  assert.deepEqual([...weights.keys()].slice(0, 2), ['perceptual_encoder.layers.0.weight', 'perceptual_encoder.layers.0.bias']);
+  const g = new Graph('encoder_dists');
+  const x = g.input('x', 'float32', [1, 3, size, size]);
+  const y = g.input('y', 'float32', [1, 3, size, size]);
+  g.output(perceptual.forward(g, x, y), 'distance');
+  const session = await OnnxSession.create(emitOnnx(g, { weights: { read: (k) => weights.get(k)! } }), { threads: 1 });
+  const sharpFace = await face(size);
+  const distance = async (a: FloatTensor, b: FloatTensor) => (await session.run({ x: a, y: b })).distance!.data[0] as number;
+  assert.ok(Math.abs(await distance(sharpFace, sharpFace)) < 1e-5);
+  const [mild, strong] = [await distance(await face(size, 1), sharpFace), await distance(await face(size, 2.5), sharpFace)];
+  assert.ok(mild > 0.01 && strong > mild + 0.01, `blur σ 1: ${mild}, σ 2.5: ${strong}`);
+});
+
+test('training with loss.encoderDists: the frozen copy keeps TAEF2\'s weights while the model\'s encoder trains; configs name what it needs', { skip }, async (t) => {
+  const root = tempDir(t, 'osdface-encoder-dists-');
+  const trainDir = path.join(root, 'train');
+  fs.mkdirSync(trainDir);
+  for (const n of fs.readdirSync(faces).filter((f) => f.startsWith('dmdnet_')).slice(0, 4)) fs.copyFileSync(path.join(faces, n), path.join(trainDir, n));
+  const config = (loss: Record<string, unknown>, init: Record<string, unknown> = { vae: taef2Weights }) => parseTrainConfig({
+    data: { train: trainDir, holdout: 1, valImages: 1, size: 32, batch: 1, degradation: 'mild' },
+    model: {
+      vae: TAEF2_CONFIG,
+      unet: { in_channels: 32, out_channels: 32, block_out_channels: [16, 32], attention_head_dim: [2, 2], cross_attention_dim: 32, norm_num_groups: 4 },
+      vre: { ch: 8, ch_mult: [1, 2], attn_resolutions: [16], z_channels: 16, n_embed: 32, embed_dim: 16, n_min: 8, norm_num_groups: 4, resolution: 32 },
+      promptChannels: 32,
+    },
+    init, loss, optim: { lr: 0.003, warmupSteps: 0, schedule: 'constant' },
+    steps: 2, seed: 1, threads: 1, out: path.join(root, 'run'), checkpointEvery: 2, sampleEvery: 2, evalEvery: 2,
+  }, path.join(root, 'config.json'));
+  assert.throws(() => config({ l1: 1, encoderDists: 1 }, {}), /'loss\.encoderDists' needs a tiny autoencoder .* and its pretrained weights in init\.vae/);
+  // A config without the key leaves it out, so the hash of older stages (and their resumes) stays.
+  assert.ok(!('encoderDists' in config({ l1: 1 }).loss));
+
+  const { trainer, logs } = await train(config({ mse: 0, l1: 1, encoderDists: 1 }), { onLog: () => {} });
+  assert.equal(logs.length, 2);
+  for (const l of logs) assert.ok(l.encoderDists! > 0 && l.encoderDists! < 1, `encoderDists ${l.encoderDists}`);
+  assert.ok(![...trainer.params.keys()].some((k) => k.startsWith('perceptual_encoder.')));
+  const taef2 = taef2Store(taef2Weights).read('encoder.layers.0.weight').data as Float32Array;
+  const trained = trainer.params.get('encoder.layers.0.weight')!;
+  assert.ok(trained.some((v, i) => v !== taef2[i]), "the model's own encoder trains");
+});
