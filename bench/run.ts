@@ -21,7 +21,7 @@ import { randomRelease } from './random_release.js';
 import { PACKAGE_VERSION } from '../src/version.js';
 import { defaultModelDir } from '../src/pipeline/default_model.js';
 import { trainedNetworks } from '../src/train/export.js';
-import { STAGES } from '../recipes/osdface-small/train.js';
+import { exportWeights } from '../recipes/osdface-small/train.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -74,17 +74,17 @@ function time(dir: string, mode?: 'no-low-memory'): unknown {
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 /**
- * The packaged default model, and its int8 version (built once from the recipe's last weights,
- * calibrated on the same faces as the full-size int8 model).
+ * The packaged default model, and its int8 version (built from the recipe's exported weights, the
+ * same blend as the packaged model's, calibrated on the same faces as the full-size int8 model).
  */
 async function ensureDefaultInt8(): Promise<string> {
   const dir = path.join(cacheDir, 'default-int8');
-  const last = STAGES[STAGES.length - 1]!.name;
-  const weights = path.join(repo, 'recipes/osdface-small/state', `${last}.weights.safetensors`);
   const manifestFile = path.join(dir, 'manifest.json');
-  if (fs.existsSync(manifestFile) && fs.statSync(manifestFile).mtimeMs > Math.max(fs.statSync(weights).mtimeMs, newestSource())) return dir;
-  process.stderr.write(`bench: writing the default model in int8 to ${dir} (once)...\n`);
-  const nets = trainedNetworks(weights, 'osdface-small', path.join(repo, 'recipes/osdface-small', `${last}.json`));
+  const packaged = path.join(defaultModelDir(), 'manifest.json');
+  if (fs.existsSync(manifestFile) && fs.statSync(manifestFile).mtimeMs > Math.max(fs.statSync(packaged).mtimeMs, newestSource())) return dir;
+  process.stderr.write(`bench: writing the default model in int8 to ${dir}...\n`);
+  const { weights, config } = exportWeights();
+  const nets = trainedNetworks(weights, 'osdface-small', config);
   await writeInt8ModelDir(nets, {
     out: dir, force: true, threads: arg('--threads', 2), calibration: listImages(path.join(data, 'faces-hq/train')).slice(0, CALIBRATION_IMAGES),
     onProgress: (step, done, total) => process.stderr.write(`  [${done}/${total}] ${step}\n`),
