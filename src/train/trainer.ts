@@ -234,14 +234,14 @@ export class Trainer {
     const graph = this.buildGraph(false);
     const trainable = (k: string) => !cfg.trainable.frozen.some((prefix) => k.startsWith(prefix)) &&
       (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
-    const distsKeys = new Set([...this.dists?.namedParameters() ?? [], ...this.encoderDists?.namedParameters() ?? []].map(([k]) => k));
+    const perceptualKeys = new Set([...this.dists?.namedParameters() ?? [], ...this.encoderDists?.namedParameters() ?? []].map(([k]) => k));
     const critic = cfg.loss.gan > 0 ? new GanCritic(cfg.discriminator) : undefined;
     const shapes = new Map([...graph.params].map(([k, v]) => [k, v.shape]));
     // An earlier GAN stage's discriminator goes on with its generator (read from init.from with the
     // rest): a fresh critic would first have to relearn what the generator already fools.
     for (const [k, shape] of critic?.namedParameters() ?? []) shapes.set(k, shape);
     const pretrained = startingWeights(cfg, this.vae, shapes);
-    for (const [k, v] of graph.params) if (!distsKeys.has(k)) (trainable(k) ? this.params : this.frozen).set(k, pretrained.get(k) ?? initParam(k, v.shape, cfg.seed));
+    for (const [k, v] of graph.params) if (!perceptualKeys.has(k)) (trainable(k) ? this.params : this.frozen).set(k, pretrained.get(k) ?? initParam(k, v.shape, cfg.seed));
     // Identity loss (loss.identity > 0): the face recognition network keeps face-api's pretrained weights, frozen.
     if (cfg.loss.identity > 0) {
       for (const k of [...this.params.keys()].filter(isRecognitionParam)) this.params.delete(k);
