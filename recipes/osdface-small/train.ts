@@ -97,9 +97,24 @@ function writeBlend(blend: Blend, file: string): void {
  * a stable source; a GAN stage's discriminator drops out, the pixel stage has none.
  */
 export function exportWeights(): { weights: string; config: string } {
+  // The exported stage's config names its start blend in init.from: a fresh clone has not written it yet.
+  for (const stage of STAGES) writeStartBlend(stage);
   const weights = path.join(root, 'runs/osdface-small/export.weights.safetensors');
   writeBlend(EXPORT_BLEND, weights);
   return { weights, config: path.join(here, `${EXPORT_BLEND.to}.json`) };
+}
+
+/**
+ * Writes a stage's start blend to the file its config's init.from names, unless it is there. Read
+ * from the raw JSON: the config cannot be parsed before its init.from exists.
+ */
+function writeStartBlend(stage: (typeof STAGES)[number]): void {
+  if (!stage.start) return;
+  const file = path.join(here, `${stage.name}.json`);
+  const from = (JSON.parse(fs.readFileSync(file, 'utf8')) as { init?: { from?: unknown } }).init?.from;
+  if (typeof from !== 'string' || !from.endsWith('.safetensors')) throw new Error(`${file}: init.from must name the one weights file its start blend is written to`);
+  const target = path.resolve(here, from);
+  if (!fs.existsSync(target)) writeBlend(stage.start, target);
 }
 
 function savedStep(weightsFile: string): number {
@@ -120,8 +135,10 @@ async function main(argv: string[]): Promise<number> {
   const deadline = Date.now() + minutes * 60_000;
   if (!argv.includes('--export-only')) {
     for (const stage of STAGES) {
-      const cfg = readTrainConfig(path.join(here, `${stage.name}.json`));
       const weightsFile = path.join(here, 'state', `${stage.name}.weights.safetensors`);
+      // A stage that starts from a blend of earlier ones: those are done when its turn comes.
+      writeStartBlend(stage);
+      const cfg = readTrainConfig(path.join(here, `${stage.name}.json`));
       // The committed log goes with the committed weights, so the loss curve covers every session.
       const log = path.join(here, 'state', `${stage.name}.log.jsonl`);
       if (!fs.existsSync(path.join(cfg.out, 'log.jsonl')) && fs.existsSync(log)) {
@@ -134,11 +151,6 @@ async function main(argv: string[]): Promise<number> {
         continue;
       }
       process.stderr.write(`train:default: ${stage.name} up to step ${stage.endAt}\n`);
-      if (stage.start) {
-        const from = cfg.init.from;
-        if (typeof from !== 'string' || !from.endsWith('.safetensors')) throw new Error(`${stage.name}.json: init.from must name the one weights file its start blend is written to`);
-        if (!fs.existsSync(from)) writeBlend(stage.start, from);
-      }
       const startStep = listCheckpoints(cfg.out).map((f) => Number(/step-(\d+)/.exec(f)![1])).pop() ?? 0;
       const { trainer } = await train(cfg, { stopAt: stage.endAt, weightsFile, deadline });
       fs.copyFileSync(path.join(cfg.out, 'log.jsonl'), log);
