@@ -13,7 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { writeModelDir } from '../src/pipeline/convert.js';
+import { sha256, writeModelDir } from '../src/pipeline/convert.js';
+import { readManifest } from '../src/pipeline/manifest.js';
 import { writeInt8ModelDir } from '../src/pipeline/quantize_model.js';
 import { listImages } from '../src/degrade/args.js';
 import { prepareOptimized } from '../src/pipeline/model.js';
@@ -81,9 +82,14 @@ async function ensureDefaultInt8(): Promise<string> {
   const dir = path.join(cacheDir, 'default-int8');
   const manifestFile = path.join(dir, 'manifest.json');
   const packaged = path.join(defaultModelDir(), 'manifest.json');
+  // int8 against fp32 must compare one model's weights: this bench once quantised another stage's
+  // and reported the gap between two models as quantisation error.
+  const { weights, config } = exportWeights();
+  if (!readManifest(defaultModelDir()).sources.some((s) => s.sha256 === sha256(weights))) {
+    throw new Error(`bench: the packaged model was not exported from the recipe's EXPORT_BLEND (${weights}); run node dist/recipes/osdface-small/train.js --export-only first`);
+  }
   if (fs.existsSync(manifestFile) && fs.statSync(manifestFile).mtimeMs > Math.max(fs.statSync(packaged).mtimeMs, newestSource())) return dir;
   process.stderr.write(`bench: writing the default model in int8 to ${dir}...\n`);
-  const { weights, config } = exportWeights();
   const nets = trainedNetworks(weights, 'osdface-small', config);
   await writeInt8ModelDir(nets, {
     out: dir, force: true, threads: arg('--threads', 2), calibration: listImages(path.join(data, 'faces-hq/train')).slice(0, CALIBRATION_IMAGES),
