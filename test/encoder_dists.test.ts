@@ -37,12 +37,19 @@ test('encoderDists: zero for the same face, growing with blur, from TAEF2\'s pre
   const x = g.input('x', 'float32', [1, 3, size, size]);
   const y = g.input('y', 'float32', [1, 3, size, size]);
   g.output(perceptual.forward(g, x, y), 'distance');
+  g.output(perceptual.forwardEdges(g, x, y), 'edges');
   const session = await OnnxSession.create(emitOnnx(g, { weights: { read: (k) => weights.get(k)! } }), { threads: 1 });
   const sharpFace = await face(size);
-  const distance = async (a: FloatTensor, b: FloatTensor) => (await session.run({ x: a, y: b })).distance!.data[0] as number;
-  assert.ok(Math.abs(await distance(sharpFace, sharpFace)) < 1e-5);
-  const [mild, strong] = [await distance(await face(size, 1), sharpFace), await distance(await face(size, 2.5), sharpFace)];
-  assert.ok(mild > 0.01 && strong > mild + 0.01, `blur σ 1: ${mild}, σ 2.5: ${strong}`);
+  const distances = async (a: FloatTensor, b: FloatTensor) => {
+    const out = await session.run({ x: a, y: b });
+    return { distance: out.distance!.data[0] as number, edges: out.edges!.data[0] as number };
+  };
+  const same = await distances(sharpFace, sharpFace);
+  assert.ok(Math.abs(same.distance) < 1e-5 && Math.abs(same.edges) < 1e-5, `same face: ${JSON.stringify(same)}`);
+  const [mild, strong] = [await distances(await face(size, 1), sharpFace), await distances(await face(size, 2.5), sharpFace)];
+  for (const key of ['distance', 'edges'] as const) {
+    assert.ok(mild[key] > 0.01 && strong[key] > mild[key] + 0.01, `${key}: blur σ 1: ${mild[key]}, σ 2.5: ${strong[key]}`);
+  }
 });
 
 test('training with loss.encoderDists: the frozen copy keeps TAEF2\'s weights while the model\'s encoder trains; configs name what it needs', { skip }, async (t) => {
@@ -62,12 +69,16 @@ test('training with loss.encoderDists: the frozen copy keeps TAEF2\'s weights wh
     steps: 2, seed: 1, threads: 1, out: path.join(root, 'run'), checkpointEvery: 2, sampleEvery: 2, evalEvery: 2,
   }, path.join(root, 'config.json'));
   assert.throws(() => config({ l1: 1, encoderDists: 1 }, {}), /'loss\.encoderDists' needs a tiny autoencoder .* and its pretrained weights in init\.vae/);
-  // A config without the key leaves it out, so the hash of older stages (and their resumes) stays.
-  assert.ok(!('encoderDists' in config({ l1: 1 }).loss));
+  assert.throws(() => config({ l1: 1, encoderDistsEdges: 1 }, {}), /'loss\.encoderDistsEdges' needs a tiny autoencoder/);
+  // A config without the keys leaves them out, so the hash of older stages (and their resumes) stays.
+  assert.ok(!('encoderDists' in config({ l1: 1 }).loss) && !('encoderDistsEdges' in config({ l1: 1 }).loss));
 
-  const { trainer, logs } = await train(config({ mse: 0, l1: 1, encoderDists: 1 }), { onLog: () => {} });
+  const { trainer, logs } = await train(config({ mse: 0, l1: 1, encoderDists: 1, encoderDistsEdges: 1 }), { onLog: () => {} });
   assert.equal(logs.length, 2);
-  for (const l of logs) assert.ok(l.encoderDists! > 0 && l.encoderDists! < 1, `encoderDists ${l.encoderDists}`);
+  for (const l of logs) {
+    assert.ok(l.encoderDists! > 0 && l.encoderDists! < 1, `encoderDists ${l.encoderDists}`);
+    assert.ok(l.encoderDistsEdges! > 0 && l.encoderDistsEdges! < 1, `encoderDistsEdges ${l.encoderDistsEdges}`);
+  }
   assert.ok(![...trainer.params.keys()].some((k) => k.startsWith('perceptual_encoder.')));
   const taef2 = taef2Store(taef2Weights).read('encoder.layers.0.weight').data as Float32Array;
   const trained = trainer.params.get('encoder.layers.0.weight')!;

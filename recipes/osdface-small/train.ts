@@ -71,6 +71,8 @@ export const STAGES: { name: string; endAt: number; average: number; start?: Ble
   // (0.23·stage 8 + 0.77·stage 12): hold-out 25.90 dB / SSIM 0.7488 / NIQE 6.57 alone (stage 12:
   // 25.83 / 0.7426 / 6.42); its blends with stage 8 lie above stage 12's by about 0.06 dB.
   { name: 'stage14-encoder-dists-again', endAt: 200, average: 1, start: { from: 'stage8-pixel-encoder', to: 'stage12-encoder-dists', weight: 0.77 } },
+  // Not a stage of the recipe: stage15-encoder-dists-edges.json (stage 14's losses + encoderDistsEdges,
+  // from stage 14's export) was stopped at step 100: its blends with stage 8 lay below the export.
 ];
 
 /**

@@ -31,10 +31,11 @@ export interface TrainConfig {
    * perceptual: OSDFace's edge-aware DISTS term, needing `perceptualWeights` (VGG16 + DISTS files);
    * latent: MSE between the predicted x0 and the scaled latent of the HQ image;
    * encoderDists: DISTS's form on the features of TAEF2's pretrained encoder (frozen, from
-   * `init.vae`), a perceptual term with no downloaded weights. Absent from a config that does not
-   * set it, so older configs keep their hash.
+   * `init.vae`), a perceptual term with no downloaded weights; encoderDistsEdges: the same distance
+   * between the Sobel edge maps (OSDFace's edge-aware half). Absent from a config that does not set
+   * them, so older configs keep their hash.
    */
-  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[]; encoderDists?: number };
+  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[]; encoderDists?: number; encoderDistsEdges?: number };
   /**
    * The PatchGAN discriminator of GAN guidance: `layers` strided 4x4 convolutions, the first `width`
    * channels wide, doubling after. Left out: width 32 and 2 layers (it sees 18-pixel patches); `lr`, the critic's peak learning rate on the generator's schedule (left
@@ -147,7 +148,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const targets = lora['targets'] ?? OSDFACE_LORA_TARGETS;
   if (!Array.isArray(targets) || targets.some((t) => typeof t !== 'string')) fail('trainable.lora.targets', 'must be a list of module name suffixes');
   const loss = obj(root['loss'], 'loss');
-  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights', 'encoderDists']);
+  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights', 'encoderDists', 'encoderDistsEdges']);
   const pw = loss['perceptualWeights'] ?? [];
   if (!Array.isArray(pw) || pw.some((f) => typeof f !== 'string')) fail('loss.perceptualWeights', 'must be a list of weight file paths');
   const perceptualWeights = (pw as string[]).map((f) => path.resolve(base, f));
@@ -198,6 +199,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
       mse: num(loss, 'mse', 'loss.mse', 1, 0), l1: num(loss, 'l1', 'loss.l1', 0, 0), gan: num(loss, 'gan', 'loss.gan', 0, 0), identity: num(loss, 'identity', 'loss.identity', 0, 0),
       perceptual: num(loss, 'perceptual', 'loss.perceptual', 0, 0), latent: num(loss, 'latent', 'loss.latent', 0, 0), perceptualWeights,
       ...(loss['encoderDists'] === undefined ? {} : { encoderDists: num(loss, 'encoderDists', 'loss.encoderDists', 0, 0) }),
+      ...(loss['encoderDistsEdges'] === undefined ? {} : { encoderDistsEdges: num(loss, 'encoderDistsEdges', 'loss.encoderDistsEdges', 0, 0) }),
     },
     optim: {
       lr: num(optim, 'lr', 'optim.lr', 1e-3, 0, 10), betas: betas as [number, number], eps: num(optim, 'eps', 'optim.eps', 1e-8, 0),
@@ -226,9 +228,11 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     if ((crop > 0 ? crop : size) < 4 * downscale) fail('discriminator.layers', `${cfg.discriminator.layers} layers shrink a ${crop > 0 ? crop : size}-pixel training image below 4 pixels`);
   }
   if (crop > 0 && crop % 8 !== 0) fail('data.crop', `must be a multiple of 8 (the autoencoder's factor), found ${crop}`);
-  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + (cfg.loss.encoderDists ?? 0) === 0) fail('loss', 'needs at least one positive weight');
-  if ((cfg.loss.encoderDists ?? 0) > 0 && (cfg.model.vae['_class_name'] !== 'AutoencoderTiny' || cfg.init.vae === null)) {
-    fail('loss.encoderDists', 'needs a tiny autoencoder (model.vae._class_name "AutoencoderTiny") and its pretrained weights in init.vae: the frozen feature encoder is a copy of them');
+  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + (cfg.loss.encoderDists ?? 0) + (cfg.loss.encoderDistsEdges ?? 0) === 0) fail('loss', 'needs at least one positive weight');
+  for (const key of ['encoderDists', 'encoderDistsEdges'] as const) {
+    if ((cfg.loss[key] ?? 0) > 0 && (cfg.model.vae['_class_name'] !== 'AutoencoderTiny' || cfg.init.vae === null)) {
+      fail(`loss.${key}`, 'needs a tiny autoencoder (model.vae._class_name "AutoencoderTiny") and its pretrained weights in init.vae: the frozen feature encoder is a copy of them');
+    }
   }
   if (cfg.loss.perceptual > 0 && perceptualWeights.length === 0) {
     fail('loss.perceptualWeights', 'is required when loss.perceptual > 0: torchvision VGG16 ImageNet weights and the DISTS alpha/beta weights (safetensors or zip-format .pth)');

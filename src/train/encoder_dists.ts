@@ -13,7 +13,7 @@ import * as op from '../graph/ops.js';
 import { Module } from '../nn/module.js';
 import { EncoderTiny, type AutoencoderTiny } from '../models/autoencoder_tiny.js';
 import { bindWeights, type TensorStore } from '../weights/bind.js';
-import { structureTextureDistance } from './dists.js';
+import { sobelEdges, structureTextureDistance } from './dists.js';
 
 export class EncoderDists extends Module {
   readonly encoder: EncoderTiny;
@@ -33,6 +33,16 @@ export class EncoderDists extends Module {
       const ones = op.floatConst(g, [1, this.channels, 1, 1], new Float32Array(this.channels).fill(1), 'encoder_dists_weights');
       return structureTextureDistance([x, ...this.encoder.features(g, x)], [y, ...this.encoder.features(g, y)], ones, ones);
     });
+  }
+
+  /**
+   * The same distance between the Sobel edge maps of x and y (OSDFace's edge-aware half), each
+   * repeated over the encoder's input channels: (B,).
+   */
+  forwardEdges(g: Graph, x: Value, y: Value): Value {
+    const channels = this.encoder.config.inChannels;
+    const edges = (v: Value) => op.concat(Array.from({ length: channels }, () => sobelEdges(v)), 1);
+    return this.forward(g, edges(x), edges(y));
   }
 
   /** TAEF2's pretrained encoder tensors (keys `encoder.*` of a taef2 folder), keyed as this module's parameters. */

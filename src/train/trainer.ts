@@ -51,6 +51,8 @@ export interface StepLog {
   latent?: number;
   /** With loss.encoderDists > 0: that distance, before its weight. */
   encoderDists?: number;
+  /** With loss.encoderDistsEdges > 0: that distance between the edge maps, before its weight. */
+  encoderDistsEdges?: number;
   val?: { loss: number; psnr: number; inputPsnr: number };
 }
 
@@ -205,7 +207,7 @@ export class Trainer {
   private dSession?: OnnxSession;
   /** The edge-aware DISTS term (loss.perceptual > 0); its weights are frozen. */
   private dists?: Dists;
-  /** DISTS on the frozen TAEF2 encoder's features (loss.encoderDists > 0). */
+  /** DISTS on the frozen TAEF2 encoder's features (loss.encoderDists or loss.encoderDistsEdges > 0). */
   private encoderDists?: EncoderDists;
   /** Trainable parameters (graph keys), updated in place. */
   readonly params = new Map<string, Float32Array>();
@@ -230,7 +232,7 @@ export class Trainer {
     }
     this.ec = new TwoLayerConv1x1(this.vre.quantize.embedDim, m.promptChannels);
     if (cfg.loss.perceptual > 0) this.dists = new Dists();
-    if ((cfg.loss.encoderDists ?? 0) > 0) this.encoderDists = new EncoderDists(this.vae as AutoencoderTiny);
+    if ((cfg.loss.encoderDists ?? 0) > 0 || (cfg.loss.encoderDistsEdges ?? 0) > 0) this.encoderDists = new EncoderDists(this.vae as AutoencoderTiny);
     const graph = this.buildGraph(false);
     const trainable = (k: string) => !cfg.trainable.frozen.some((prefix) => k.startsWith(prefix)) &&
       (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
@@ -327,10 +329,15 @@ export class Trainer {
       g.output(perceptual, 'perceptual');
       terms.push(op.mul(perceptual, this.cfg.loss.perceptual));
     }
-    if (this.encoderDists) {
-      const distance = op.reduceMean(this.encoderDists.forward(g, out, hq), [0], false);
+    if ((this.cfg.loss.encoderDists ?? 0) > 0) {
+      const distance = op.reduceMean(this.encoderDists!.forward(g, out, hq), [0], false);
       g.output(distance, 'encoderDists');
       terms.push(op.mul(distance, this.cfg.loss.encoderDists!));
+    }
+    if ((this.cfg.loss.encoderDistsEdges ?? 0) > 0) {
+      const distance = op.reduceMean(this.encoderDists!.forwardEdges(g, out, hq), [0], false);
+      g.output(distance, 'encoderDistsEdges');
+      terms.push(op.mul(distance, this.cfg.loss.encoderDistsEdges!));
     }
     if (this.critic) {
       // Hinge generator loss: raise the discriminator's score of the restored image.
@@ -441,6 +448,7 @@ export class Trainer {
     if (out.identity) log.identity = (out.identity.data as Float32Array)[0]!;
     if (out.latent) log.latent = (out.latent.data as Float32Array)[0]!;
     if (out.encoderDists) log.encoderDists = (out.encoderDists.data as Float32Array)[0]!;
+    if (out.encoderDistsEdges) log.encoderDistsEdges = (out.encoderDistsEdges.data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
       const d = await this.dSession.run({ real: hq, fake: out.out!, ...Object.fromEntries([...this.dParams].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
