@@ -22,6 +22,9 @@ import { SafetensorsFile } from '../../src/weights/safetensors.js';
 const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../recipes/osdface-small');
 const root = path.resolve(here, '../..');
 
+/** Weights of finished stages mixed, the sum of weight·stage (only parameters every stage holds). */
+type Mix = { stage: string; weight: number }[];
+
 /** Weights of two finished stages interpolated, (1 - weight)·from + weight·to (only parameters both hold). */
 interface Blend { from: string; to: string; weight: number }
 
@@ -92,7 +95,7 @@ export const STAGES: { name: string; endAt: number; average: number; start?: Ble
  * / 0.7619 / 6.93 (the model card has the table, and why SSIM joined the rule at stage 12). The last
  * stage listed gives the config the model is exported with.
  */
-export const EXPORT_BLEND: { stage: string; weight: number }[] = [
+export const EXPORT_BLEND: Mix = [
   { stage: 'stage8-pixel-encoder', weight: 0.15 },
   { stage: 'stage14-encoder-dists-again', weight: 0.45 },
   { stage: 'stage17-encoder-dists-half', weight: 0.4 },
@@ -100,8 +103,12 @@ export const EXPORT_BLEND: { stage: string; weight: number }[] = [
 
 const state = (name: string) => path.join(here, 'state', `${name}.weights.safetensors`);
 
+function writeMix(mix: Mix, file: string): void {
+  weightsFromCheckpoints(mix.map((part) => state(part.stage)), file, true, mix.map((part) => part.weight));
+}
+
 function writeBlend(blend: Blend, file: string): void {
-  weightsFromCheckpoints([state(blend.from), state(blend.to)], file, true, [1 - blend.weight, blend.weight]);
+  writeMix([{ stage: blend.from, weight: 1 - blend.weight }, { stage: blend.to, weight: blend.weight }], file);
 }
 
 /**
@@ -114,7 +121,7 @@ export function exportWeights(): { weights: string; config: string } {
   // The exported stage's config names its start blend in init.from: a fresh clone has not written it yet.
   for (const stage of STAGES) writeStartBlend(stage);
   const weights = path.join(root, 'runs/osdface-small/export.weights.safetensors');
-  weightsFromCheckpoints(EXPORT_BLEND.map((part) => state(part.stage)), weights, true, EXPORT_BLEND.map((part) => part.weight));
+  writeMix(EXPORT_BLEND, weights);
   return { weights, config: path.join(here, `${EXPORT_BLEND[EXPORT_BLEND.length - 1]!.stage}.json`) };
 }
 
