@@ -28,6 +28,25 @@ async function face(size: number, blur = 0): Promise<FloatTensor> {
   return floatTensor([1, 3, size, size], out);
 }
 
+/** Four training faces copied into `root`, and a config of a tiny UNet and VRE around TAEF2 (32-pixel faces), with `settings` over it. */
+function tinyTaef2Config(root: string): (settings: Record<string, unknown>) => ReturnType<typeof parseTrainConfig> {
+  const trainDir = path.join(root, 'train');
+  fs.mkdirSync(trainDir);
+  for (const n of fs.readdirSync(faces).filter((f) => f.startsWith('dmdnet_')).slice(0, 4)) fs.copyFileSync(path.join(faces, n), path.join(trainDir, n));
+  return (settings) => parseTrainConfig({
+    data: { train: trainDir, holdout: 1, valImages: 1, size: 32, batch: 1, degradation: 'mild' },
+    model: {
+      vae: TAEF2_CONFIG,
+      unet: { in_channels: 32, out_channels: 32, block_out_channels: [16, 32], attention_head_dim: [2, 2], cross_attention_dim: 32, norm_num_groups: 4 },
+      vre: { ch: 8, ch_mult: [1, 2], attn_resolutions: [16], z_channels: 16, n_embed: 32, embed_dim: 16, n_min: 8, norm_num_groups: 4, resolution: 32 },
+      promptChannels: 32,
+    },
+    init: { vae: taef2Weights }, optim: { lr: 0.003, warmupSteps: 0, schedule: 'constant' },
+    steps: 2, seed: 1, threads: 1, out: path.join(root, 'run'), checkpointEvery: 2, sampleEvery: 2, evalEvery: 2,
+    ...settings,
+  }, path.join(root, 'config.json'));
+}
+
 test('encoderDists: zero for the same face, growing with blur, from TAEF2\'s pretrained encoder', { skip }, async () => {
   const size = 96;
   const perceptual = new EncoderDists(new AutoencoderTiny(new Config(TAEF2_CONFIG, 'TAEF2')));
@@ -53,21 +72,8 @@ test('encoderDists: zero for the same face, growing with blur, from TAEF2\'s pre
 });
 
 test('training with loss.encoderDists: the frozen copy keeps TAEF2\'s weights while the model\'s encoder trains; configs name what it needs', { skip }, async (t) => {
-  const root = tempDir(t, 'osdface-encoder-dists-');
-  const trainDir = path.join(root, 'train');
-  fs.mkdirSync(trainDir);
-  for (const n of fs.readdirSync(faces).filter((f) => f.startsWith('dmdnet_')).slice(0, 4)) fs.copyFileSync(path.join(faces, n), path.join(trainDir, n));
-  const config = (loss: Record<string, unknown>, init: Record<string, unknown> = { vae: taef2Weights }) => parseTrainConfig({
-    data: { train: trainDir, holdout: 1, valImages: 1, size: 32, batch: 1, degradation: 'mild' },
-    model: {
-      vae: TAEF2_CONFIG,
-      unet: { in_channels: 32, out_channels: 32, block_out_channels: [16, 32], attention_head_dim: [2, 2], cross_attention_dim: 32, norm_num_groups: 4 },
-      vre: { ch: 8, ch_mult: [1, 2], attn_resolutions: [16], z_channels: 16, n_embed: 32, embed_dim: 16, n_min: 8, norm_num_groups: 4, resolution: 32 },
-      promptChannels: 32,
-    },
-    init, loss, optim: { lr: 0.003, warmupSteps: 0, schedule: 'constant' },
-    steps: 2, seed: 1, threads: 1, out: path.join(root, 'run'), checkpointEvery: 2, sampleEvery: 2, evalEvery: 2,
-  }, path.join(root, 'config.json'));
+  const tiny = tinyTaef2Config(tempDir(t, 'osdface-encoder-dists-'));
+  const config = (loss: Record<string, unknown>, init?: Record<string, unknown>) => tiny({ loss, ...(init ? { init } : {}) });
   assert.throws(() => config({ l1: 1, encoderDists: 1 }, {}), /'loss\.encoderDists' needs a tiny autoencoder .* and its pretrained weights in init\.vae/);
   assert.throws(() => config({ l1: 1, encoderDistsEdges: 1 }, {}), /'loss\.encoderDistsEdges' needs a tiny autoencoder/);
   // A config without the keys leaves them out, so the hash of older stages (and their resumes) stays.
@@ -83,4 +89,32 @@ test('training with loss.encoderDists: the frozen copy keeps TAEF2\'s weights wh
   const taef2 = taef2Store(taef2Weights).read('encoder.layers.0.weight').data as Float32Array;
   const trained = trainer.params.get('encoder.layers.0.weight')!;
   assert.ok(trained.some((v, i) => v !== taef2[i]), "the model's own encoder trains");
+});
+
+test('a projected critic: spectrally normalized heads on the frozen TAEF2 features train beside the generator and resume exactly', { skip }, async (t) => {
+  const root = tempDir(t, 'osdface-projected-critic-');
+  const tiny = tinyTaef2Config(root);
+  const config = (out: string, discriminator: Record<string, unknown>, init?: Record<string, unknown>) => tiny({
+    loss: { l1: 1, gan: 0.1 }, discriminator, steps: 3, out: path.join(root, out), checkpointEvery: 1, sampleEvery: 3, ...(init ? { init } : {}),
+  });
+  const projected = { width: 4, layers: 2, input: 'encoder', spectralNorm: true };
+  assert.throws(() => config('bad', projected, {}), /'discriminator\.input' 'encoder' needs a tiny autoencoder .* and its pretrained weights in init\.vae/);
+  assert.throws(() => config('bad', { ...projected, input: 'edges' }), /'discriminator\.input' must be one of 'image', 'detail', 'encoder', found "edges"/);
+  assert.throws(() => config('bad', { ...projected, spectralNorm: 'yes' }), /'discriminator\.spectralNorm' must be true or false, found "yes"/);
+
+  const quiet = { onLog: () => {} };
+  const straight = await train(config('a', projected), quiet);
+  // One head per resolution of TAEF2's encoder; the encoder copy itself is frozen, not the critic's.
+  assert.deepEqual([...straight.trainer.dParams.keys()].filter((k) => k.endsWith('conv_in.weight')),
+    [0, 1, 2, 3].map((i) => `discriminator.heads.${i}.conv_in.weight`));
+  const d = straight.logs.map((l) => l.discriminatorLoss!);
+  assert.ok(d.every(Number.isFinite) && new Set(d).size === 3, `discriminator losses ${d}`);
+  assert.ok(straight.logs.every((l) => Number.isFinite(l.adversarial)), 'the generator gets the adversarial term');
+  await train(config('b', projected), { ...quiet, stopAt: 2 });
+  const resumed = await train(config('b', projected), quiet);
+  assert.deepEqual(resumed.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]), straight.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]));
+  for (const [k, v] of straight.trainer.dParams) assert.deepEqual(resumed.trainer.dParams.get(k), v, `${k} after the resume`);
+  // Without spectral normalization the same start trains another critic.
+  const plain = await train(config('c', { ...projected, spectralNorm: false }), quiet);
+  assert.notDeepEqual(plain.logs.map((l) => l.discriminatorLoss), d);
 });

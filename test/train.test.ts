@@ -149,7 +149,7 @@ test('a wider critic: sized by the config, warmed up alone with the generator fr
   assert.ok([...still.trainer.params].some(([k, v]) => v.some((x, i) => x !== fresh.trainer.params.get(k)![i])), 'while the generator learns at optim.lr');
   assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { lr: -1 } }), /'discriminator\.lr' must be a number in \[0, 10\]/);
   assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { width: 8, layers: 4 } }), /'discriminator\.layers' 4 layers shrink a 32-pixel training image below 4 pixels/);
-  assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { input: 'edges' } }), /'discriminator\.input' must be 'image' or 'detail', found "edges"/);
+  assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { input: 'edges' } }), /'discriminator\.input' must be one of 'image', 'detail', 'encoder', found "edges"/);
   assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { discriminator: { depth: 3 } }), /'discriminator\.depth' is not a known setting/);
   assert.throws(() => tinyConfig(root, path.join(root, 'bad'), { init: { from: [path.join(root, 'narrow'), path.join(root, 'none')] } }), /'init\.from\[1\]' .*none does not exist/);
   await assert.rejects(train(tinyConfig(root, path.join(root, 'idle'), { trainable: { frozen: generatorPrefixes } }), quiet), /every weight is frozen .* nothing would learn/);

@@ -7,6 +7,10 @@ import path from 'node:path';
 import type { AdamWConfig } from './optim.js';
 import { PRESET_NAMES, type PresetName } from '../degrade/recipe.js';
 
+/** What a GAN critic judges: the image, its detail (the image minus its blur), or the frozen TAEF2 encoder's features of it. */
+export const CRITIC_INPUTS = ['image', 'detail', 'encoder'] as const;
+export type CriticInput = (typeof CRITIC_INPUTS)[number];
+
 export interface TrainConfig {
   /** Folder of HQ training images and of validation images (degraded with a fixed seed). */
   /**
@@ -40,9 +44,12 @@ export interface TrainConfig {
    * The PatchGAN discriminator of GAN guidance: `layers` strided 4x4 convolutions, the first `width`
    * channels wide, doubling after. Left out: width 32 and 2 layers (it sees 18-pixel patches); `lr`, the critic's peak learning rate on the generator's schedule (left
    * out: optim.lr); `input`, 'detail' to judge the image minus its blur (texture only; left out:
-   * 'image'). Absent from a config that does not set it, so older configs keep their hash.
+   * 'image'; 'encoder' for a projected critic: `width`-channel heads on the feature pyramid of the
+   * frozen TAEF2 encoder copy, `layers` unused); `spectralNorm`, every critic convolution divided by
+   * its largest singular value (Miyato et al. 2018), so the critic stays 1-Lipschitz per layer.
+   * Absent from a config that does not set it, so older configs keep their hash.
    */
-  discriminator?: { width: number; layers: number; lr?: number; input?: 'image' | 'detail' };
+  discriminator?: { width: number; layers: number; lr?: number; input?: CriticInput; spectralNorm?: boolean };
   optim: AdamWConfig;
   steps: number;
   seed: number;
@@ -217,12 +224,19 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   };
   if (root['discriminator'] !== undefined) {
     const d = obj(root['discriminator'], 'discriminator');
-    known(d, 'discriminator', ['width', 'layers', 'lr', 'input']);
+    known(d, 'discriminator', ['width', 'layers', 'lr', 'input', 'spectralNorm']);
     cfg.discriminator = { width: num(d, 'width', 'discriminator.width', 32, 1, 1024, true), layers: num(d, 'layers', 'discriminator.layers', 2, 1, 6, true) };
     if (d['lr'] !== undefined) cfg.discriminator.lr = num(d, 'lr', 'discriminator.lr', undefined, 0, 10);
     if (d['input'] !== undefined) {
-      if (d['input'] !== 'image' && d['input'] !== 'detail') fail('discriminator.input', `must be 'image' or 'detail', found ${JSON.stringify(d['input'])}`);
-      cfg.discriminator.input = d['input'] as 'image' | 'detail';
+      if (!CRITIC_INPUTS.includes(d['input'] as CriticInput)) fail('discriminator.input', `must be one of ${CRITIC_INPUTS.map((v) => `'${v}'`).join(', ')}, found ${JSON.stringify(d['input'])}`);
+      cfg.discriminator.input = d['input'] as CriticInput;
+    }
+    if (d['spectralNorm'] !== undefined) {
+      if (typeof d['spectralNorm'] !== 'boolean') fail('discriminator.spectralNorm', `must be true or false, found ${JSON.stringify(d['spectralNorm'])}`);
+      cfg.discriminator.spectralNorm = d['spectralNorm'] as boolean;
+    }
+    if (cfg.discriminator.input === 'encoder' && (cfg.model.vae['_class_name'] !== 'AutoencoderTiny' || cfg.init.vae === null)) {
+      fail('discriminator.input', "'encoder' needs a tiny autoencoder (model.vae._class_name \"AutoencoderTiny\") and its pretrained weights in init.vae: the critic's frozen features come from them");
     }
     const downscale = 2 ** cfg.discriminator.layers;
     if ((crop > 0 ? crop : size) < 4 * downscale) fail('discriminator.layers', `${cfg.discriminator.layers} layers shrink a ${crop > 0 ? crop : size}-pixel training image below 4 pixels`);

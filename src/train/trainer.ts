@@ -32,6 +32,7 @@ import { writeFileAtomic } from '../degrade/args.js';
 import { adamWStep, newAdamWState, type AdamWState } from './optim.js';
 import { lossCurvePng, sampleSheetPng } from './plot.js';
 import { GanCritic } from './discriminator.js';
+import { SpectralNorm } from './spectral_norm.js';
 import { identityLoss, isRecognitionParam, loadRecognitionWeights } from '../face/recognition.js';
 import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
 import { EncoderDists } from './encoder_dists.js';
@@ -57,6 +58,11 @@ export interface StepLog {
 }
 
 export const SD_SCHEDULE = new Config({ beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000 }, 'SD schedule');
+
+/** The mean of `f` over a critic's scales (a pixel critic has one). */
+function meanOverScales(logits: Value[], f: (l: Value) => Value): Value {
+  return op.div(logits.map(f).reduce((sum, v) => op.add(sum, v)), logits.length);
+}
 
 function psnr(a: Float32Array, b: Float32Array, from: number, n: number): number {
   let se = 0;
@@ -205,9 +211,11 @@ export class Trainer {
   readonly dParams = new Map<string, Float32Array>();
   private dOpt?: AdamWState;
   private dSession?: OnnxSession;
+  /** discriminator.spectralNorm: the graphs receive the critic's weights as W / sigma(W). */
+  private readonly spectralNorm?: SpectralNorm;
   /** The edge-aware DISTS term (loss.perceptual > 0); its weights are frozen. */
   private dists?: Dists;
-  /** DISTS on the frozen TAEF2 encoder's features (loss.encoderDists or loss.encoderDistsEdges > 0). */
+  /** The frozen TAEF2 encoder copy: DISTS on its features (loss.encoderDists or loss.encoderDistsEdges > 0), the projected critic's features (discriminator.input 'encoder'). */
   private encoderDists?: EncoderDists;
   /** Trainable parameters (graph keys), updated in place. */
   readonly params = new Map<string, Float32Array>();
@@ -232,12 +240,13 @@ export class Trainer {
     }
     this.ec = new TwoLayerConv1x1(this.vre.quantize.embedDim, m.promptChannels);
     if (cfg.loss.perceptual > 0) this.dists = new Dists();
-    if ((cfg.loss.encoderDists ?? 0) > 0 || (cfg.loss.encoderDistsEdges ?? 0) > 0) this.encoderDists = new EncoderDists(this.vae as AutoencoderTiny);
+    const projectedCritic = cfg.loss.gan > 0 && cfg.discriminator?.input === 'encoder';
+    if ((cfg.loss.encoderDists ?? 0) > 0 || (cfg.loss.encoderDistsEdges ?? 0) > 0 || projectedCritic) this.encoderDists = new EncoderDists(this.vae as AutoencoderTiny);
     const graph = this.buildGraph(false);
     const trainable = (k: string) => !cfg.trainable.frozen.some((prefix) => k.startsWith(prefix)) &&
       (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
     const perceptualKeys = new Set([...this.dists?.namedParameters() ?? [], ...this.encoderDists?.namedParameters() ?? []].map(([k]) => k));
-    const critic = cfg.loss.gan > 0 ? new GanCritic(cfg.discriminator) : undefined;
+    const critic = cfg.loss.gan > 0 ? new GanCritic(cfg.discriminator, projectedCritic ? (this.vae as AutoencoderTiny).encoder.config.blockOut : undefined) : undefined;
     const shapes = new Map([...graph.params].map(([k, v]) => [k, v.shape]));
     // An earlier GAN stage's discriminator goes on with its generator (read from init.from with the
     // rest): a fresh critic would first have to relearn what the generator already fools.
@@ -257,6 +266,7 @@ export class Trainer {
       this.critic = critic;
       for (const [k, shape] of critic.namedParameters()) this.dParams.set(k, pretrained.get(k) ?? initParam(k, shape, cfg.seed));
       this.dOpt = newAdamWState(this.dParams);
+      if (cfg.discriminator?.spectralNorm) this.spectralNorm = new SpectralNorm(`${cfg.seed}:spectral-norm`);
     }
   }
 
@@ -341,8 +351,7 @@ export class Trainer {
     }
     if (this.critic) {
       // Hinge generator loss: raise the discriminator's score of the restored image.
-      const logits = this.critic.discriminator.forward(g, op.sub(op.mul(out, 2), 1));
-      const adv = op.neg(op.reduceMean(logits, logits.shape.map((_, i) => i), false));
+      const adv = op.neg(meanOverScales(this.criticLogits(g, out), (l) => op.reduceMean(l, l.shape.map((_, i) => i), false)));
       g.output(adv, 'adversarial');
       terms.push(op.mul(adv, this.cfg.loss.gan));
     }
@@ -364,13 +373,32 @@ export class Trainer {
     const g = new Graph('discriminator_step');
     const real = g.input('real', 'float32', [batch, 3, size, size]);
     const fake = g.input('fake', 'float32', [batch, 3, size, size]);
-    const d = this.critic!.discriminator;
-    const hinge = (logits: Value, sign: number) => op.reduceMean(op.relu(op.add(op.mul(logits, sign), 1)), logits.shape.map((_, i) => i), false);
-    const loss = op.add(hinge(d.forward(g, op.sub(op.mul(real, 2), 1)), -1), hinge(d.forward(g, op.sub(op.mul(fake, 2), 1)), 1));
+    const hinge = (image: Value, sign: number) =>
+      meanOverScales(this.criticLogits(g, image), (l) => op.reduceMean(op.relu(op.add(op.mul(l, sign), 1)), l.shape.map((_, i) => i), false));
+    const loss = op.add(hinge(real, -1), hinge(fake, 1));
     g.output(loss, 'loss');
-    const keys = [...g.params.keys()];
+    // The projected critic's frozen encoder is a constant here: only the critic's own weights learn.
+    const keys = [...g.params.keys()].filter((k) => this.dParams.has(k));
     gradients(g, loss, keys.map((k) => g.params.get(k)!)).forEach((gv, i) => g.output(gv, `grad:${keys[i]}`));
     return g;
+  }
+
+  /** The critic's logits (one map per scale) of an image in [0, 1]. */
+  private criticLogits(g: Graph, image01: Value): Value[] {
+    return this.critic!.logits(g, op.sub(op.mul(image01, 2), 1), (x) => this.encoderDists!.encoder.features(g, x));
+  }
+
+  /**
+   * The critic's weights as the graphs receive them (spectrally normalized where set). Only a
+   * training step advances the power iteration (`advance`), so evaluations leave a run's course as it was.
+   */
+  private criticWeights(advance: boolean): Map<string, Float32Array> {
+    const sn = this.spectralNorm;
+    if (!sn) return this.dParams;
+    return new Map([...this.dParams].map(([k, v]) => {
+      const shape = this.dShape(k);
+      return [k, SpectralNorm.applies(k, shape) ? sn.normalize(k, v, shape, advance) : v] as const;
+    }));
   }
 
   private weights(prefix = ''): WeightSource {
@@ -403,11 +431,11 @@ export class Trainer {
     return selectCodes(out.min_distance!, out.code_index!, this.codebook, this.vre.nMin).tokens;
   }
 
-  private paramFeeds(): Record<string, Tensor> {
+  private paramFeeds(critic = this.critic ? this.criticWeights(false) : new Map<string, Float32Array>()): Record<string, Tensor> {
     const feeds: Record<string, Tensor> = {};
     const graphParams = new Map(this.buildShapes());
     for (const [k, v] of this.params) feeds[k] = floatTensor(graphParams.get(k)!, v);
-    for (const [k, v] of this.dParams) feeds[k] = floatTensor(graphParams.get(k)!, v);
+    for (const [k, v] of critic) feeds[k] = floatTensor(graphParams.get(k)!, v);
     return feeds;
   }
 
@@ -436,9 +464,10 @@ export class Trainer {
     const batch = await (this.prefetched?.step === step ? this.prefetched.batch : this.batchFor(step));
     this.prefetched = { step: step + 1, batch: this.batchFor(step + 1) };
     const tokens = await this.tokens(batch.lq);
+    const critic = this.critic ? this.criticWeights(true) : new Map<string, Float32Array>();
     const { lq, hq } = this.cfg.data.crop > 0 ? cropBatch(batch, this.cfg.data.crop, new Random(`${this.cfg.seed}:${step}:crop`)) : batch;
     const out = await this.trainSession!.run({
-      lq, hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(),
+      lq, hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(critic),
     });
     const grads = new Map<string, Float32Array>();
     for (const k of this.params.keys()) grads.set(k, out[`grad:${k}`]!.data as Float32Array);
@@ -451,8 +480,12 @@ export class Trainer {
     if (out.encoderDistsEdges) log.encoderDistsEdges = (out.encoderDistsEdges.data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
-      const d = await this.dSession.run({ real: hq, fake: out.out!, ...Object.fromEntries([...this.dParams].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
-      const dGrads = new Map([...this.dParams.keys()].map((k) => [k, d[`grad:${k}`]!.data as Float32Array]));
+      const d = await this.dSession.run({ real: hq, fake: out.out!, ...Object.fromEntries([...critic].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
+      const sn = this.spectralNorm;
+      const dGrads = new Map([...this.dParams].map(([k, w]) => {
+        const grad = d[`grad:${k}`]!.data as Float32Array;
+        return [k, sn && SpectralNorm.applies(k, this.dShape(k)) ? sn.gradient(k, w, grad) : grad] as const;
+      }));
       // The critic may learn faster than the generator (discriminator.lr), on the same schedule.
       adamWStep({ ...this.cfg.optim, lr: this.cfg.discriminator?.lr ?? this.cfg.optim.lr }, this.dOpt!, this.dParams, dGrads);
       log.discriminatorLoss = (d.loss!.data as Float32Array)[0]!;
@@ -508,6 +541,7 @@ export class Trainer {
       tensors.set(`adam_m/${k}`, floatTensor(shape, this.dOpt!.m.get(k)!));
       tensors.set(`adam_v/${k}`, floatTensor(shape, this.dOpt!.v.get(k)!));
     }
+    for (const [k, u] of this.spectralNorm?.vectors() ?? []) tensors.set(`spectral_u/${k}`, floatTensor([u.length], u));
     writeSafetensors(path.join(dir, name), tensors, { step: String(this.opt.step), config: this.configHash, momentSteps: String(this.opt.momentSteps ?? this.opt.step) });
     writeFileAtomic(path.join(dir, 'latest.json'), JSON.stringify({ step: this.opt.step, file: name, config: this.configHash }));
     for (const f of fs.readdirSync(dir)) {
@@ -536,6 +570,10 @@ export class Trainer {
         this.dParams.get(k)!.set(f.read(`param/${k}`).data as Float32Array);
         this.dOpt!.m.get(k)!.set(f.read(`adam_m/${k}`).data as Float32Array);
         this.dOpt!.v.get(k)!.set(f.read(`adam_v/${k}`).data as Float32Array);
+        if (this.spectralNorm && f.has(`spectral_u/${k}`)) {
+          const shape = this.dShape(k);
+          this.spectralNorm.restore(k, f.read(`spectral_u/${k}`).data as Float32Array, shape.slice(1).reduce((a, b) => a * b, 1));
+        }
       }
     } finally {
       f.close();
