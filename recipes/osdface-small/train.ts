@@ -82,6 +82,10 @@ export const STAGES: { name: string; endAt: number; average: number; start?: Ble
   // as faithful as that export at a lower NIQE (hold-out 26.08 dB / 0.7524 / 6.80 against 26.10 /
   // 0.7618 / 6.87). The more faithful of the two texture ends of the exported blend.
   { name: 'stage17-encoder-dists-half', endAt: 200, average: 1, start: { from: 'stage8-pixel-encoder', to: 'stage14-encoder-dists-again', weight: 0.83 } },
+  // Not stages of the recipe: stage18-projected-gan.json, stage19-projected-critic-warmup.json and
+  // stage20-projected-gan-warmed.json (GAN guidance from a spectrally normalized projected critic on
+  // the frozen TAEF2 encoder's features, from the export) reached hold-out NIQE 5.4-5.5 by drawing a
+  // cross-hatch into hair and backgrounds; their blends lie near the export's line, not above it.
 ];
 
 /**
