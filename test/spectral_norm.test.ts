@@ -59,6 +59,6 @@ test('spectral norm: an evaluation (advance false) leaves the power iteration wh
   b.normalize('w', w, [3, 4], false);
   assert.deepEqual(a.vectors().get('w'), b.vectors().get('w'));
   const c = new SpectralNorm('seed');
-  c.restore('w', a.vectors().get('w')!, 4);
+  c.restore('w', a.vectors().get('w')!);
   assert.deepEqual(c.normalize('w', w, [3, 4]), a.normalize('w', w, [3, 4]), 'a restored u goes on as the original');
 });

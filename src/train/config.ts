@@ -222,6 +222,9 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     sampleEvery: num(root, 'sampleEvery', 'sampleEvery', 50, 1, 1e9, true),
     evalEvery: num(root, 'evalEvery', 'evalEvery', 50, 1, 1e9, true),
   };
+  // encoderDists and the projected critic read a frozen copy of a pretrained tiny autoencoder's encoder.
+  const frozenEncoderCopy = cfg.model.vae['_class_name'] === 'AutoencoderTiny' && cfg.init.vae !== null;
+  const needsFrozenEncoderCopy = 'needs a tiny autoencoder (model.vae._class_name "AutoencoderTiny") and its pretrained weights in init.vae';
   if (root['discriminator'] !== undefined) {
     const d = obj(root['discriminator'], 'discriminator');
     known(d, 'discriminator', ['width', 'layers', 'lr', 'input', 'spectralNorm']);
@@ -235,18 +238,14 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
       if (typeof d['spectralNorm'] !== 'boolean') fail('discriminator.spectralNorm', `must be true or false, found ${JSON.stringify(d['spectralNorm'])}`);
       cfg.discriminator.spectralNorm = d['spectralNorm'] as boolean;
     }
-    if (cfg.discriminator.input === 'encoder' && (cfg.model.vae['_class_name'] !== 'AutoencoderTiny' || cfg.init.vae === null)) {
-      fail('discriminator.input', "'encoder' needs a tiny autoencoder (model.vae._class_name \"AutoencoderTiny\") and its pretrained weights in init.vae: the critic's frozen features come from them");
-    }
+    if (cfg.discriminator.input === 'encoder' && !frozenEncoderCopy) fail('discriminator.input', `'encoder' ${needsFrozenEncoderCopy}: the critic's frozen features come from them`);
     const downscale = 2 ** cfg.discriminator.layers;
     if ((crop > 0 ? crop : size) < 4 * downscale) fail('discriminator.layers', `${cfg.discriminator.layers} layers shrink a ${crop > 0 ? crop : size}-pixel training image below 4 pixels`);
   }
   if (crop > 0 && crop % 8 !== 0) fail('data.crop', `must be a multiple of 8 (the autoencoder's factor), found ${crop}`);
   if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + (cfg.loss.encoderDists ?? 0) + (cfg.loss.encoderDistsEdges ?? 0) === 0) fail('loss', 'needs at least one positive weight');
   for (const key of ['encoderDists', 'encoderDistsEdges'] as const) {
-    if ((cfg.loss[key] ?? 0) > 0 && (cfg.model.vae['_class_name'] !== 'AutoencoderTiny' || cfg.init.vae === null)) {
-      fail(`loss.${key}`, 'needs a tiny autoencoder (model.vae._class_name "AutoencoderTiny") and its pretrained weights in init.vae: the frozen feature encoder is a copy of them');
-    }
+    if ((cfg.loss[key] ?? 0) > 0 && !frozenEncoderCopy) fail(`loss.${key}`, `${needsFrozenEncoderCopy}: the frozen feature encoder is a copy of them`);
   }
   if (cfg.loss.perceptual > 0 && perceptualWeights.length === 0) {
     fail('loss.perceptualWeights', 'is required when loss.perceptual > 0: torchvision VGG16 ImageNet weights and the DISTS alpha/beta weights (safetensors or zip-format .pth)');

@@ -22,6 +22,30 @@ function normalizeInPlace(x: Float64Array | Float32Array): void {
   for (let i = 0; i < x.length; i++) x[i]! /= n;
 }
 
+/** v = normalize(W^T u) for W of `rows` rows, written into `v`. */
+function rightVector(w: Float32Array, u: Float32Array, v: Float64Array): void {
+  const rows = u.length;
+  const cols = v.length;
+  v.fill(0);
+  for (let r = 0; r < rows; r++) {
+    const ur = u[r]!;
+    for (let c = 0, o = r * cols; c < cols; c++) v[c]! += w[o + c]! * ur;
+  }
+  normalizeInPlace(v);
+}
+
+/** W v, one entry per row of W. */
+function timesV(w: Float32Array, v: Float64Array, rows: number): Float64Array {
+  const cols = v.length;
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let acc = 0;
+    for (let c = 0, o = r * cols; c < cols; c++) acc += w[o + c]! * v[c]!;
+    out[r] = acc;
+  }
+  return out;
+}
+
 export class SpectralNorm {
   private readonly state = new Map<string, PowerState>();
 
@@ -38,8 +62,24 @@ export class SpectralNorm {
   }
 
   /** Restores a checkpoint's u for `key`; its next `normalize` makes one iteration from it. */
-  restore(key: string, u: Float32Array, columns: number): void {
-    this.state.set(key, { u: Float32Array.from(u), v: new Float64Array(columns), sigma: 1 });
+  restore(key: string, u: Float32Array): void {
+    this.state.set(key, { u: Float32Array.from(u), v: new Float64Array(0), sigma: 1 });
+  }
+
+  /**
+   * The weights as the graphs receive them: W / sigma(W) for each weight it applies to (see
+   * `normalize`), the rest as they are.
+   */
+  weights(params: Map<string, Float32Array>, shapeOf: (key: string) => number[], advance: boolean): Map<string, Float32Array> {
+    return new Map([...params].map(([k, w]) => {
+      const shape = shapeOf(k);
+      return [k, SpectralNorm.applies(k, shape) ? this.normalize(k, w, shape, advance) : w] as const;
+    }));
+  }
+
+  /** The gradients with respect to the raw weights from those with respect to what `weights` gave (see `gradient`). */
+  gradients(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, shapeOf: (key: string) => number[]): Map<string, Float32Array> {
+    return new Map([...grads].map(([k, g]) => [k, SpectralNorm.applies(k, shapeOf(k)) ? this.gradient(k, params.get(k)!, g) : g] as const));
   }
 
   /**
@@ -50,8 +90,8 @@ export class SpectralNorm {
   normalize(key: string, w: Float32Array, shape: number[], advance = true): Float32Array {
     const rows = shape[0]!;
     const cols = w.length / rows;
-    let s = this.state.get(key);
     let iterations = advance ? 1 : 0;
+    let s = this.state.get(key);
     if (!s) {
       const rng = new Random(`${this.seed}:${key}`);
       const u = Float32Array.from({ length: rows }, () => rng.normal());
@@ -60,34 +100,18 @@ export class SpectralNorm {
       this.state.set(key, s);
       iterations = 20;
     }
-    const rightVector = () => {
-      // v = normalize(W^T u)
-      s!.v.fill(0);
-      for (let r = 0; r < rows; r++) {
-        const ur = s!.u[r]!;
-        for (let c = 0, o = r * cols; c < cols; c++) s!.v[c]! += w[o + c]! * ur;
-      }
-      normalizeInPlace(s!.v);
-    };
+    if (s.v.length !== cols) s.v = new Float64Array(cols);
     for (let it = 0; it < iterations; it++) {
+      rightVector(w, s.u, s.v);
       // u = normalize(W v)
-      rightVector();
-      const u = new Float64Array(rows);
-      for (let r = 0; r < rows; r++) {
-        let acc = 0;
-        for (let c = 0, o = r * cols; c < cols; c++) acc += w[o + c]! * s.v[c]!;
-        u[r] = acc;
-      }
+      const u = timesV(w, s.v, rows);
       normalizeInPlace(u);
       s.u.set(u);
     }
-    if (iterations === 0) rightVector();
+    if (iterations === 0) rightVector(w, s.u, s.v);
+    const wv = timesV(w, s.v, rows);
     let sigma = 0;
-    for (let r = 0; r < rows; r++) {
-      let acc = 0;
-      for (let c = 0, o = r * cols; c < cols; c++) acc += w[o + c]! * s.v[c]!;
-      sigma += s.u[r]! * acc;
-    }
+    for (let r = 0; r < rows; r++) sigma += s.u[r]! * wv[r]!;
     s.sigma = sigma;
     const out = new Float32Array(w.length);
     for (let i = 0; i < w.length; i++) out[i] = w[i]! / sigma;

@@ -393,12 +393,7 @@ export class Trainer {
    * training step advances the power iteration (`advance`), so evaluations leave a run's course as it was.
    */
   private criticWeights(advance: boolean): Map<string, Float32Array> {
-    const sn = this.spectralNorm;
-    if (!sn) return this.dParams;
-    return new Map([...this.dParams].map(([k, v]) => {
-      const shape = this.dShape(k);
-      return [k, SpectralNorm.applies(k, shape) ? sn.normalize(k, v, shape, advance) : v] as const;
-    }));
+    return this.spectralNorm?.weights(this.dParams, (k) => this.dShape(k), advance) ?? this.dParams;
   }
 
   private weights(prefix = ''): WeightSource {
@@ -481,11 +476,8 @@ export class Trainer {
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
       const d = await this.dSession.run({ real: hq, fake: out.out!, ...Object.fromEntries([...critic].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
-      const sn = this.spectralNorm;
-      const dGrads = new Map([...this.dParams].map(([k, w]) => {
-        const grad = d[`grad:${k}`]!.data as Float32Array;
-        return [k, sn && SpectralNorm.applies(k, this.dShape(k)) ? sn.gradient(k, w, grad) : grad] as const;
-      }));
+      const graphGrads = new Map([...this.dParams.keys()].map((k) => [k, d[`grad:${k}`]!.data as Float32Array]));
+      const dGrads = this.spectralNorm?.gradients(this.dParams, graphGrads, (k) => this.dShape(k)) ?? graphGrads;
       // The critic may learn faster than the generator (discriminator.lr), on the same schedule.
       adamWStep({ ...this.cfg.optim, lr: this.cfg.discriminator?.lr ?? this.cfg.optim.lr }, this.dOpt!, this.dParams, dGrads);
       log.discriminatorLoss = (d.loss!.data as Float32Array)[0]!;
@@ -570,10 +562,7 @@ export class Trainer {
         this.dParams.get(k)!.set(f.read(`param/${k}`).data as Float32Array);
         this.dOpt!.m.get(k)!.set(f.read(`adam_m/${k}`).data as Float32Array);
         this.dOpt!.v.get(k)!.set(f.read(`adam_v/${k}`).data as Float32Array);
-        if (this.spectralNorm && f.has(`spectral_u/${k}`)) {
-          const shape = this.dShape(k);
-          this.spectralNorm.restore(k, f.read(`spectral_u/${k}`).data as Float32Array, shape.slice(1).reduce((a, b) => a * b, 1));
-        }
+        if (this.spectralNorm && f.has(`spectral_u/${k}`)) this.spectralNorm.restore(k, f.read(`spectral_u/${k}`).data as Float32Array);
       }
     } finally {
       f.close();
