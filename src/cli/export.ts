@@ -20,6 +20,10 @@ options:
   -o, --out <dir>      the model directory to write (written atomically)
   --name <name>        the architecture name recorded in manifest.json (default osdface-trained)
   --fp16               store the weights as float16 (half the size; upcast to float32 on load)
+  --low-frequency-radius <r>
+                       restored faces keep the input's colours and shading at scales over about
+                       r pixels (out + blur(input - out), a blur of sigma ~ r; the packaged model
+                       uses 16); left out: the network's output as it is
   --force              replace an existing model directory at -o
   -h, --help           this help
 
@@ -31,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   let flags;
   try {
     ({ flags } = parseFlags(argv, {
-      help: { kind: 'bool', short: 'h' }, checkpoint: { kind: 'string' }, out: { kind: 'string', short: 'o' }, name: { kind: 'string' }, force: { kind: 'bool' }, fp16: { kind: 'bool' },
+      help: { kind: 'bool', short: 'h' }, checkpoint: { kind: 'string' }, out: { kind: 'string', short: 'o' }, name: { kind: 'string' }, force: { kind: 'bool' }, fp16: { kind: 'bool' }, 'low-frequency-radius': { kind: 'number' },
     }));
     if (flags.has('help')) {
       process.stdout.write(EXPORT_USAGE);
@@ -39,6 +43,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (!flags.has('checkpoint')) throw new ArgumentError('--checkpoint <run folder | checkpoint file> is required');
     if (!flags.has('out')) throw new ArgumentError('-o <model dir> is required');
+    const radius = flags.get('low-frequency-radius');
+    if (radius !== undefined && !(Number.isInteger(radius) && (radius as number) >= 1)) {
+      throw new ArgumentError(`--low-frequency-radius must be a whole number of pixels, 1 or more, got ${String(radius)}`);
+    }
   } catch (e) {
     if (!(e instanceof ArgumentError)) throw e;
     return reportUsageError('export', e.message);
@@ -46,6 +54,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const m = exportModel({
       checkpoint: flags.get('checkpoint') as string, out: flags.get('out') as string, name: flags.get('name') as string | undefined, force: flags.has('force'), float16Weights: flags.has('fp16'),
+      ...(flags.has('low-frequency-radius') ? { lowFrequencyFromInput: { radius: flags.get('low-frequency-radius') as number } } : {}),
       onProgress: (step, done, total) => log(`[${Math.min(done + 1, total)}/${total}] ${step}`),
     });
     process.stdout.write(`${flags.get('out')}\n`);

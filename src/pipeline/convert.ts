@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { emitOnnx } from '../graph/emit.js';
 import { writeSafetensors } from '../weights/safetensors.js';
+import type { LowFrequencyFromInput } from './input_low_frequency.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { loadRelease, OSDFACE_FILES, type OSDFaceNetworks } from './release.js';
 import { releaseSettings, stageGraphs, type StageName } from './pipeline.js';
@@ -65,6 +66,8 @@ export interface WriteModelOptions {
   documents?: { from: string; name: string }[];
   /** Store the weights as float16 (half the size; ONNX Runtime upcasts them to float32 on load). */
   float16Weights?: boolean;
+  /** Restored faces keep the input's low frequencies (./input_low_frequency.ts): a setting of trained models. */
+  lowFrequencyFromInput?: LowFrequencyFromInput;
   onProgress?: (step: string, done: number, total: number) => void;
 }
 
@@ -97,6 +100,7 @@ export function writeModelFiles(release: OSDFaceNetworks, dir: string, opts: Omi
     settings: {
       nMin: settings.nMin, timestep: settings.timestep, alphaCumprod: settings.alphaCumprod,
       processSize: settings.processSize, scalingFactor: settings.scalingFactor, vaeDownFactor: release.vae.module.downFactor,
+      ...(opts.lowFrequencyFromInput ? { lowFrequencyFromInput: opts.lowFrequencyFromInput } : {}),
     },
     lora: release.lora,
     configs: {

@@ -1,5 +1,6 @@
 /** The converted model directory's manifest.json, with no I/O: its type and its checks (read by ./manifest.ts in Node, by the browser app from URLs or picked files). */
 import type { StageName } from './pipeline.js';
+import { checkLowFrequencyFromInput, type LowFrequencyFromInput } from './input_low_frequency.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT = 'osdface-model';
@@ -33,6 +34,8 @@ export interface Manifest {
     processSize: number;
     scalingFactor: number;
     vaeDownFactor: number;
+    /** Restored faces keep the input's low frequencies (./input_low_frequency.ts); absent: the network's output as it is. */
+    lowFrequencyFromInput?: LowFrequencyFromInput;
   };
   lora: { rank: number; alpha: number; modules: number } | null;
   configs: { unet: unknown; vae: unknown; scheduler: unknown; osdface: unknown };
@@ -63,6 +66,14 @@ export function parseManifest(text: string, dir: string): Manifest {
   if (m === null || typeof m !== 'object' || m.format !== MANIFEST_FORMAT) throw new ModelDirError(dir, `${MANIFEST_FILE} is not an osdface model manifest`);
   if (m.formatVersion !== MANIFEST_VERSION) {
     throw new ModelDirError(dir, `model format version ${m.formatVersion}, this osdface reads version ${MANIFEST_VERSION}; convert the model again`);
+  }
+  const lowFrequency = m.settings?.lowFrequencyFromInput;
+  if (lowFrequency !== undefined) {
+    try {
+      checkLowFrequencyFromInput(lowFrequency, `${MANIFEST_FILE} settings`);
+    } catch (e) {
+      throw new ModelDirError(dir, `${(e as Error).message}; reinstall or export the model again`);
+    }
   }
   return m;
 }

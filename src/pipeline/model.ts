@@ -152,9 +152,9 @@ export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, on
     for (const s of Object.values(sessions)) await s.release();
     throw e;
   }
-  const { nMin, timestep, alphaCumprod, processSize, scalingFactor } = manifest.settings;
+  const { nMin, timestep, alphaCumprod, processSize, scalingFactor, lowFrequencyFromInput } = manifest.settings;
   return {
-    pipeline: new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor }, sessions as StageSessions, tiledVaeOf(dir, manifest, runtime)),
+    pipeline: new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor, ...(lowFrequencyFromInput ? { lowFrequencyFromInput } : {}) }, sessions as StageSessions, tiledVaeOf(dir, manifest, runtime)),
     manifest,
   };
 }

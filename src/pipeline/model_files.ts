@@ -90,6 +90,6 @@ export async function loadModelFiles(files: ModelFiles, createSession: CreateSes
     throw e;
   }
   report({ stage: 'compile', file: '' });
-  const { nMin, timestep, alphaCumprod, processSize, scalingFactor } = manifest.settings;
-  return { pipeline: new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor }, sessions as StageSessions), manifest };
+  const { nMin, timestep, alphaCumprod, processSize, scalingFactor, lowFrequencyFromInput } = manifest.settings;
+  return { pipeline: new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor, ...(lowFrequencyFromInput ? { lowFrequencyFromInput } : {}) }, sessions as StageSessions), manifest };
 }

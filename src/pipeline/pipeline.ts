@@ -3,7 +3,8 @@
  * from a release by ./from_release.ts, from a model directory by ./model.ts, in the browser by
  * ./model_files.ts):
  *   lq [0,1] -> lq*2-1 resized to process_size -> VRE prompt + VAE posterior -> UNet eps at t
- *   -> x0 (float64) -> VAE decode -> clamp to [0, 1].
+ *   -> x0 (float64) -> VAE decode -> clamp to [0, 1] (-> the input's low frequencies, for a
+ *   model directory that asks for them: ./input_low_frequency.ts).
  * Every intermediate is returned so parity checks can compare each stage.
  */
 import type { Graph } from '../graph/ir.js';
@@ -22,6 +23,8 @@ export interface PipelineSettings {
   alphaCumprod: number;
   processSize: number;
   scalingFactor: number;
+  /** Restored faces keep the input's low frequencies (./input_low_frequency.ts), as the model directory says. */
+  lowFrequencyFromInput?: LowFrequencyFromInput;
 }
 
 export type StageName = 'preprocess' | 'vre' | 'embeddingChange' | 'vaeEncoder' | 'unet' | 'vaeDecoder';
@@ -31,6 +34,7 @@ export type StageSessions = Record<StageName, StageSession>;
 import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
 import { addInputResidual, towardsInput } from './fidelity.js';
+import { keepInputLowFrequency, type LowFrequencyFromInput } from './input_low_frequency.js';
 import { gaussianNoise } from './random.js';
 import type { TiledVae } from './tiled_vae.js';
 import { vaeTilingFor, type VaeTileOptions, type VaeTiling } from './tiling.js';
@@ -195,6 +199,8 @@ export class OSDFacePipeline {
       const rebuilt = await this.decode(floatTensor(latent.shape, latent.data.map((v) => f(v / sf))), opts.vaeTiling);
       out = addInputResidual(out, lqProcessed, rebuilt, w);
     }
+    // Last, so that fidelity 1 still returns the input itself.
+    if (this.settings.lowFrequencyFromInput) out = keepInputLowFrequency(out, lqProcessed, this.settings.lowFrequencyFromInput);
     return { ...vre, lqProcessed, mean, logvar, latent, epsPred, x0, decoded, out };
   }
 
