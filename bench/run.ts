@@ -91,7 +91,10 @@ async function ensureDefaultInt8(): Promise<string> {
   if (fs.existsSync(manifestFile) && fs.statSync(manifestFile).mtimeMs > Math.max(fs.statSync(packaged).mtimeMs, newestSource())) return dir;
   process.stderr.write(`bench: writing the default model in int8 to ${dir}...\n`);
   const nets = trainedNetworks(weights, 'osdface-small', config);
+  // The packaged model's post-network settings too, so that only quantisation differs.
+  const { lowFrequencyFromInput } = readManifest(defaultModelDir()).settings;
   await writeInt8ModelDir(nets, {
+    ...(lowFrequencyFromInput ? { lowFrequencyFromInput } : {}),
     out: dir, force: true, threads: arg('--threads', 2), calibration: listImages(path.join(data, 'faces-hq/train')).slice(0, CALIBRATION_IMAGES),
     onProgress: (step, done, total) => process.stderr.write(`  [${done}/${total}] ${step}\n`),
   });

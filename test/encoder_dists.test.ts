@@ -118,3 +118,21 @@ test('a projected critic: spectrally normalized heads on the frozen TAEF2 featur
   const plain = await train(config('c', { ...projected, spectralNorm: false }), quiet);
   assert.notDeepEqual(plain.logs.map((l) => l.discriminatorLoss), d);
 });
+
+test('a projected critic kept off the finest levels: heads on the levels named only, and levels checked', { skip }, async (t) => {
+  const root = tempDir(t, 'osdface-critic-levels-');
+  const tiny = tinyTaef2Config(root);
+  const config = (out: string, discriminator: Record<string, unknown>) => tiny({ loss: { l1: 1, gan: 0.1 }, discriminator, steps: 2, out: path.join(root, out) });
+  const projected = { width: 4, layers: 2, input: 'encoder', spectralNorm: true };
+  assert.throws(() => config('bad', { ...projected, levels: [3, 2] }), /'discriminator\.levels' must be increasing pyramid levels \(0 full resolution, 1 half, \.\.\.\), found \[3,2\]/);
+  assert.throws(() => config('bad', { ...projected, levels: [] }), /'discriminator\.levels' must be increasing pyramid levels/);
+  assert.throws(() => config('bad', { width: 4, layers: 2, levels: [2] }), /'discriminator\.levels' chooses the heads of a projected critic: set discriminator\.input to 'encoder'/);
+  await assert.rejects(train(config('deep', { ...projected, levels: [2, 4] }), { onLog: () => {} }), /discriminator\.levels: level 4 does not exist; the encoder's pyramid has levels 0 to 3/);
+
+  const coarse = await train(config('coarse', { ...projected, levels: [2, 3] }), { onLog: () => {} });
+  assert.deepEqual([...coarse.trainer.dParams.keys()].filter((k) => k.endsWith('conv_in.weight')), ['discriminator.heads.0.conv_in.weight', 'discriminator.heads.1.conv_in.weight']);
+  assert.ok(coarse.logs.every((l) => Number.isFinite(l.discriminatorLoss) && Number.isFinite(l.adversarial)), JSON.stringify(coarse.logs));
+  // The same critic on every level trains differently from one on the coarse levels alone.
+  const all = await train(config('all', projected), { onLog: () => {} });
+  assert.notDeepEqual(all.logs.map((l) => l.adversarial), coarse.logs.map((l) => l.adversarial));
+});

@@ -25,17 +25,43 @@ export function checkLowFrequencyFromInput(v: unknown, where: string): LowFreque
   return { radius: r };
 }
 
-/** One box filter of width 2r + 1 over `n` values at `src[start + i * stride]`, written to `dst` the same way. */
-function boxLine(src: Float32Array, dst: Float32Array, start: number, stride: number, n: number, r: number, line: Float64Array): void {
-  const at = (i: number) => src[start + Math.min(n - 1, Math.max(0, i)) * stride]!;
-  let sum = 0;
-  for (let i = -r; i <= r; i++) sum += at(i);
-  for (let i = 0; i < n; i++) {
-    line[i] = sum;
-    sum += at(i + r + 1) - at(i - r);
-  }
+/**
+ * One box filter of width 2r + 1 along the row of `n` values at `src[start]`, written to `dst` the
+ * same way; `padded` (n + 2r + 1 long) holds the row with its edge values repeated.
+ */
+function boxLine(src: Float32Array, dst: Float32Array, start: number, stride: number, n: number, r: number, padded: Float64Array): void {
+  const first = src[start]!;
+  const last = src[start + (n - 1) * stride]!;
+  for (let i = 0; i < r; i++) padded[i] = first;
+  for (let i = 0; i < n; i++) padded[r + i] = src[start + i * stride]!;
+  for (let i = 0; i <= r; i++) padded[r + n + i] = last;
   const w = 2 * r + 1;
-  for (let i = 0; i < n; i++) dst[start + i * stride] = line[i]! / w;
+  let sum = 0;
+  for (let i = 0; i < w; i++) sum += padded[i]!;
+  for (let i = 0; i < n; i++) {
+    dst[start + i * stride] = sum / w;
+    sum += padded[i + w]! - padded[i]!;
+  }
+}
+
+/** One box filter of width 2r + 1 down the columns of the (h, w) plane at `base`: running sums of whole rows, which read memory in order. */
+function boxColumns(src: Float32Array, dst: Float32Array, base: number, h: number, w: number, r: number, sums: Float64Array): void {
+  const row = (y: number) => base + Math.min(h - 1, Math.max(0, y)) * w;
+  sums.fill(0);
+  for (let y = -r; y <= r; y++) {
+    const at = row(y);
+    for (let x = 0; x < w; x++) sums[x] += src[at + x]!;
+  }
+  const width = 2 * r + 1;
+  for (let y = 0; y < h; y++) {
+    const out = base + y * w;
+    const enter = row(y + r + 1);
+    const leave = row(y - r);
+    for (let x = 0; x < w; x++) {
+      dst[out + x] = sums[x]! / width;
+      sums[x] += src[enter + x]! - src[leave + x]!;
+    }
+  }
 }
 
 /** The low-pass of every (H, W) plane of `x` (B, C, H, W), in place. */
@@ -43,13 +69,14 @@ export function lowpass(x: FloatTensor, radius: number): FloatTensor {
   const [, , h, w] = x.shape as [number, number, number, number];
   const data = x.data;
   const tmp = new Float32Array(data.length);
-  const line = new Float64Array(Math.max(h, w));
+  const padded = new Float64Array(w + 2 * radius + 1);
+  const sums = new Float64Array(w);
   const planes = data.length / (h * w);
   for (let pass = 0; pass < 3; pass++) {
     for (let p = 0; p < planes; p++) {
       const base = p * h * w;
-      for (let y = 0; y < h; y++) boxLine(data, tmp, base + y * w, 1, w, radius, line);
-      for (let c = 0; c < w; c++) boxLine(tmp, data, base + c, w, h, radius, line);
+      for (let y = 0; y < h; y++) boxLine(data, tmp, base + y * w, 1, w, radius, padded);
+      boxColumns(tmp, data, base, h, w, radius, sums);
     }
   }
   return x;
@@ -58,7 +85,9 @@ export function lowpass(x: FloatTensor, radius: number): FloatTensor {
 /** `out` (B, 3, H, W) in [0, 1] with the low frequencies of `input` ((B, 3, H, W), the preprocessed image in [-1, 1]). */
 export function keepInputLowFrequency(out: FloatTensor, input: FloatTensor, settings: LowFrequencyFromInput): FloatTensor {
   if (out.shape.join() !== input.shape.join()) throw new Error(`restored image [${out.shape}] and input [${input.shape}] differ in shape`);
-  const diff = floatTensor(out.shape, out.data.map((v, i) => Math.min(1, Math.max(-1, input.data[i]!)) * 0.5 + 0.5 - v));
+  const diff = floatTensor(out.shape);
+  for (let i = 0; i < diff.data.length; i++) diff.data[i] = Math.min(1, Math.max(-1, input.data[i]!)) * 0.5 + 0.5 - out.data[i]!;
   lowpass(diff, settings.radius);
-  return floatTensor(out.shape, out.data.map((v, i) => Math.min(1, Math.max(0, v + diff.data[i]!))));
+  for (let i = 0; i < diff.data.length; i++) diff.data[i] = Math.min(1, Math.max(0, out.data[i]! + diff.data[i]!));
+  return diff;
 }

@@ -46,10 +46,12 @@ export interface TrainConfig {
    * out: optim.lr); `input`, 'detail' to judge the image minus its blur (texture only; left out:
    * 'image'; 'encoder' for a projected critic: `width`-channel heads on the feature pyramid of the
    * frozen TAEF2 encoder copy, `layers` unused); `spectralNorm`, every critic convolution divided by
-   * its largest singular value (Miyato et al. 2018), so the critic stays 1-Lipschitz per layer.
+   * its largest singular value (Miyato et al. 2018), so the critic stays 1-Lipschitz per layer;
+   * `levels`, the pyramid levels a projected critic has heads on (0 full resolution, 1 half, ...;
+   * left out: every level), so that it can be kept off the finest ones.
    * Absent from a config that does not set it, so older configs keep their hash.
    */
-  discriminator?: { width: number; layers: number; lr?: number; input?: CriticInput; spectralNorm?: boolean };
+  discriminator?: { width: number; layers: number; lr?: number; input?: CriticInput; spectralNorm?: boolean; levels?: number[] };
   optim: AdamWConfig;
   steps: number;
   seed: number;
@@ -227,7 +229,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const needsFrozenEncoderCopy = 'needs a tiny autoencoder (model.vae._class_name "AutoencoderTiny") and its pretrained weights in init.vae';
   if (root['discriminator'] !== undefined) {
     const d = obj(root['discriminator'], 'discriminator');
-    known(d, 'discriminator', ['width', 'layers', 'lr', 'input', 'spectralNorm']);
+    known(d, 'discriminator', ['width', 'layers', 'lr', 'input', 'spectralNorm', 'levels']);
     cfg.discriminator = { width: num(d, 'width', 'discriminator.width', 32, 1, 1024, true), layers: num(d, 'layers', 'discriminator.layers', 2, 1, 6, true) };
     if (d['lr'] !== undefined) cfg.discriminator.lr = num(d, 'lr', 'discriminator.lr', undefined, 0, 10);
     if (d['input'] !== undefined) {
@@ -237,6 +239,14 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     if (d['spectralNorm'] !== undefined) {
       if (typeof d['spectralNorm'] !== 'boolean') fail('discriminator.spectralNorm', `must be true or false, found ${JSON.stringify(d['spectralNorm'])}`);
       cfg.discriminator.spectralNorm = d['spectralNorm'] as boolean;
+    }
+    if (d['levels'] !== undefined) {
+      const levels = d['levels'];
+      if (cfg.discriminator.input !== 'encoder') fail('discriminator.levels', `chooses the heads of a projected critic: set discriminator.input to 'encoder', or leave levels out`);
+      if (!Array.isArray(levels) || levels.length === 0 || levels.some((l, i) => !Number.isInteger(l) || l < 0 || (i > 0 && l <= levels[i - 1]))) {
+        fail('discriminator.levels', `must be increasing pyramid levels (0 full resolution, 1 half, ...), found ${JSON.stringify(levels)}`);
+      }
+      cfg.discriminator.levels = levels as number[];
     }
     if (cfg.discriminator.input === 'encoder' && !frozenEncoderCopy) fail('discriminator.input', `'encoder' ${needsFrozenEncoderCopy}: the critic's frozen features come from them`);
     const downscale = 2 ** cfg.discriminator.layers;

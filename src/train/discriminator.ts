@@ -91,11 +91,15 @@ export interface CriticSize {
   layers: number;
   input?: CriticInput;
   spectralNorm?: boolean;
+  /** The pyramid levels a projected critic judges (left out: all). */
+  levels?: number[];
 }
 
 /** Roots the discriminator's parameters under `discriminator.` so they never collide with the generator's. */
 export class GanCritic extends Module {
   readonly discriminator: PatchDiscriminator | FeatureDiscriminator;
+  /** The pyramid levels the projected critic has heads on. */
+  private readonly levels: number[] = [];
 
   /** `featureChannels`: the frozen encoder's pyramid, needed by `input: 'encoder'`. */
   constructor(readonly size: CriticSize = { width: 32, layers: 2 }, featureChannels?: number[]) {
@@ -103,7 +107,10 @@ export class GanCritic extends Module {
     const input = size.input ?? 'image';
     if (input === 'encoder') {
       if (!featureChannels) throw new Error("GanCritic: input 'encoder' needs the encoder's feature channels");
-      this.discriminator = this.addModule('discriminator', new FeatureDiscriminator(featureChannels, size.width));
+      const beyond = size.levels?.find((l) => l >= featureChannels.length);
+      if (beyond !== undefined) throw new Error(`discriminator.levels: level ${beyond} does not exist; the encoder's pyramid has levels 0 to ${featureChannels.length - 1}`);
+      this.levels = size.levels ?? featureChannels.map((_, i) => i);
+      this.discriminator = this.addModule('discriminator', new FeatureDiscriminator(this.levels.map((l) => featureChannels[l]!), size.width));
     } else {
       this.discriminator = this.addModule('discriminator', new PatchDiscriminator(3, size.width, size.layers, input, !size.spectralNorm));
     }
@@ -115,6 +122,8 @@ export class GanCritic extends Module {
    */
   logits(g: Graph, image: Value, features: (image01: Value) => Value[]): Value[] {
     const d = this.discriminator;
-    return d instanceof FeatureDiscriminator ? d.forward(g, features(op.mul(op.add(image, 1), 0.5))) : [d.forward(g, image)];
+    if (!(d instanceof FeatureDiscriminator)) return [d.forward(g, image)];
+    const pyramid = features(op.mul(op.add(image, 1), 0.5));
+    return d.forward(g, this.levels.map((l) => pyramid[l]!));
   }
 }
