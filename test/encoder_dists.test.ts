@@ -119,7 +119,7 @@ test('a projected critic: spectrally normalized heads on the frozen TAEF2 featur
   assert.notDeepEqual(plain.logs.map((l) => l.discriminatorLoss), d);
 });
 
-test('a projected critic kept off the finest levels: heads on the levels named only, and levels checked', { skip }, async (t) => {
+test('a projected critic kept off the finest levels, or judging blurred images: heads on the levels named only, settings checked', { skip }, async (t) => {
   const root = tempDir(t, 'osdface-critic-levels-');
   const tiny = tinyTaef2Config(root);
   const config = (out: string, discriminator: Record<string, unknown>) => tiny({ loss: { l1: 1, gan: 0.1 }, discriminator, steps: 2, out: path.join(root, out) });
@@ -135,4 +135,11 @@ test('a projected critic kept off the finest levels: heads on the levels named o
   // The same critic on every level trains differently from one on the coarse levels alone.
   const all = await train(config('all', projected), { onLog: () => {} });
   assert.notDeepEqual(all.logs.map((l) => l.adversarial), coarse.logs.map((l) => l.adversarial));
+
+  // A critic that judges blurred images: same parameters, other verdicts.
+  assert.throws(() => config('bad', { ...projected, blur: 'yes' }), /'discriminator\.blur' must be true or false, found "yes"/);
+  const blurred = await train(config('blurred', { ...projected, levels: [2, 3], blur: true }), { onLog: () => {} });
+  assert.deepEqual([...blurred.trainer.dParams.keys()], [...coarse.trainer.dParams.keys()]);
+  assert.ok(blurred.logs.every((l) => Number.isFinite(l.discriminatorLoss) && Number.isFinite(l.adversarial)), JSON.stringify(blurred.logs));
+  assert.notDeepEqual(blurred.logs.map((l) => l.adversarial), coarse.logs.map((l) => l.adversarial));
 });

@@ -86,6 +86,10 @@ export const STAGES: { name: string; endAt: number; average: number; start?: Ble
   // stage20-projected-gan-warmed.json (GAN guidance from a spectrally normalized projected critic on
   // the frozen TAEF2 encoder's features, from the export) reached hold-out NIQE 5.4-5.5 by drawing a
   // cross-hatch into hair and backgrounds; their blends lie near the export's line, not above it.
+  // Nor stage21-projected-gan-coarse.json (heads on the 1/4 and 1/8 levels only: the hatch came back
+  // as a ladder in the eyebrows) and stage22-projected-gan-blurred.json (the critic judges blurred
+  // images: no hatch at step 40, hold-out 25.40 dB / NIQE 5.84, back by step 80; its blends with the
+  // export lie on the export's line).
 ];
 
 /**

@@ -48,10 +48,12 @@ export interface TrainConfig {
    * frozen TAEF2 encoder copy, `layers` unused); `spectralNorm`, every critic convolution divided by
    * its largest singular value (Miyato et al. 2018), so the critic stays 1-Lipschitz per layer;
    * `levels`, the pyramid levels a projected critic has heads on (0 full resolution, 1 half, ...;
-   * left out: every level), so that it can be kept off the finest ones.
+   * left out: every level), so that it can be kept off the finest ones; `blur`, the critic judges
+   * real and restored images after a 5x5 binomial blur, so the gradient it gives the generator has
+   * no content at the finest scale (where GAN guidance drew a cross-hatch).
    * Absent from a config that does not set it, so older configs keep their hash.
    */
-  discriminator?: { width: number; layers: number; lr?: number; input?: CriticInput; spectralNorm?: boolean; levels?: number[] };
+  discriminator?: { width: number; layers: number; lr?: number; input?: CriticInput; spectralNorm?: boolean; levels?: number[]; blur?: boolean };
   optim: AdamWConfig;
   steps: number;
   seed: number;
@@ -229,7 +231,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const needsFrozenEncoderCopy = 'needs a tiny autoencoder (model.vae._class_name "AutoencoderTiny") and its pretrained weights in init.vae';
   if (root['discriminator'] !== undefined) {
     const d = obj(root['discriminator'], 'discriminator');
-    known(d, 'discriminator', ['width', 'layers', 'lr', 'input', 'spectralNorm', 'levels']);
+    known(d, 'discriminator', ['width', 'layers', 'lr', 'input', 'spectralNorm', 'levels', 'blur']);
     cfg.discriminator = { width: num(d, 'width', 'discriminator.width', 32, 1, 1024, true), layers: num(d, 'layers', 'discriminator.layers', 2, 1, 6, true) };
     if (d['lr'] !== undefined) cfg.discriminator.lr = num(d, 'lr', 'discriminator.lr', undefined, 0, 10);
     if (d['input'] !== undefined) {
@@ -239,6 +241,10 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     if (d['spectralNorm'] !== undefined) {
       if (typeof d['spectralNorm'] !== 'boolean') fail('discriminator.spectralNorm', `must be true or false, found ${JSON.stringify(d['spectralNorm'])}`);
       cfg.discriminator.spectralNorm = d['spectralNorm'] as boolean;
+    }
+    if (d['blur'] !== undefined) {
+      if (typeof d['blur'] !== 'boolean') fail('discriminator.blur', `must be true or false, found ${JSON.stringify(d['blur'])}`);
+      cfg.discriminator.blur = d['blur'] as boolean;
     }
     if (d['levels'] !== undefined) {
       const levels = d['levels'];

@@ -93,6 +93,8 @@ export interface CriticSize {
   spectralNorm?: boolean;
   /** The pyramid levels a projected critic judges (left out: all). */
   levels?: number[];
+  /** Judge images after a 5x5 binomial blur. */
+  blur?: boolean;
 }
 
 /** Roots the discriminator's parameters under `discriminator.` so they never collide with the generator's. */
@@ -122,6 +124,7 @@ export class GanCritic extends Module {
    */
   logits(g: Graph, image: Value, features: (image01: Value) => Value[]): Value[] {
     const d = this.discriminator;
+    if (this.size.blur) image = gaussianBlur5(g, image);
     if (!(d instanceof FeatureDiscriminator)) return [d.forward(g, image)];
     const pyramid = features(op.mul(op.add(image, 1), 0.5));
     return d.forward(g, this.levels.map((l) => pyramid[l]!));
