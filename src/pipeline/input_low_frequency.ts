@@ -26,20 +26,18 @@ export function checkLowFrequencyFromInput(v: unknown, where: string): LowFreque
 }
 
 /**
- * One box filter of width 2r + 1 along the row of `n` values at `src[start]`, written to `dst` the
- * same way; `padded` (n + 2r + 1 long) holds the row with its edge values repeated.
+ * One box filter of width 2r + 1 along the row of `n` values at `src[start]`, written to `dst` at
+ * the same place; `padded` (n + 2r + 1 long) holds the row with its edge values repeated.
  */
-function boxLine(src: Float32Array, dst: Float32Array, start: number, stride: number, n: number, r: number, padded: Float64Array): void {
-  const first = src[start]!;
-  const last = src[start + (n - 1) * stride]!;
-  for (let i = 0; i < r; i++) padded[i] = first;
-  for (let i = 0; i < n; i++) padded[r + i] = src[start + i * stride]!;
-  for (let i = 0; i <= r; i++) padded[r + n + i] = last;
+function boxRow(src: Float32Array, dst: Float32Array, start: number, n: number, r: number, padded: Float64Array): void {
+  for (let i = 0; i < r; i++) padded[i] = src[start]!;
+  for (let i = 0; i < n; i++) padded[r + i] = src[start + i]!;
+  for (let i = 0; i <= r; i++) padded[r + n + i] = src[start + n - 1]!;
   const w = 2 * r + 1;
   let sum = 0;
   for (let i = 0; i < w; i++) sum += padded[i]!;
   for (let i = 0; i < n; i++) {
-    dst[start + i * stride] = sum / w;
+    dst[start + i] = sum / w;
     sum += padded[i + w]! - padded[i]!;
   }
 }
@@ -75,7 +73,7 @@ export function lowpass(x: FloatTensor, radius: number): FloatTensor {
   for (let pass = 0; pass < 3; pass++) {
     for (let p = 0; p < planes; p++) {
       const base = p * h * w;
-      for (let y = 0; y < h; y++) boxLine(data, tmp, base + y * w, 1, w, radius, padded);
+      for (let y = 0; y < h; y++) boxRow(data, tmp, base + y * w, w, radius, padded);
       boxColumns(tmp, data, base, h, w, radius, sums);
     }
   }
