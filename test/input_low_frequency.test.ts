@@ -15,6 +15,8 @@ import { keepInputLowFrequency, lowpass } from '../src/pipeline/input_low_freque
 import { loadModelDir } from '../src/pipeline/model.js';
 import { ModelDirError } from '../src/pipeline/manifest.js';
 import { OSDFace } from '../src/index.js';
+import type { RgbImage } from '../src/image/io.js';
+import { toSquareTensor } from '../src/image/pixels.js';
 import { convertParityA, noFixtures, repoRoot, shared } from './helpers.js';
 
 const cli = path.join(repoRoot, 'dist/src/cli/main.js');
@@ -84,6 +86,8 @@ const skip = noFixtures || (fs.existsSync(realLq) ? false : `face images not fou
 let work = '';
 let plainDir = '';
 let keptDir = '';
+/** A real degraded face at the tiny model's process size, as pixels and as the pipeline's tensor. */
+let rgb: RgbImage;
 let face: FloatTensor;
 
 before(async () => {
@@ -99,8 +103,8 @@ before(async () => {
   fs.writeFileSync(manifestFile, JSON.stringify(manifest));
   const file = path.join(realLq, fs.readdirSync(realLq).filter((f) => f.endsWith('.png')).sort()[0]!);
   const data = await sharp(file).resize(64, 64).removeAlpha().raw().toBuffer();
-  face = floatTensor([1, 3, 64, 64]);
-  for (let i = 0; i < 64 * 64; i++) for (let c = 0; c < 3; c++) face.data[c * 64 * 64 + i] = data[i * 3 + c]! / 255;
+  rgb = { data: new Uint8Array(data), width: 64, height: 64, channels: 3 };
+  face = toSquareTensor(rgb).tensor;
 });
 
 after(() => {
@@ -126,8 +130,6 @@ test('a model directory that asks for the input\'s low frequencies restores to e
 test('fidelity 1 still gives the input back when the model keeps the input\'s low frequencies', { skip }, async () => {
   const model = await OSDFace.load(keptDir, { threads: 2 });
   try {
-    const rgb = { data: new Uint8Array(64 * 64 * 3), width: 64, height: 64, channels: 3 as const };
-    for (let i = 0; i < 64 * 64; i++) for (let c = 0; c < 3; c++) rgb.data[i * 3 + c] = Math.round(face.data[c * 64 * 64 + i]! * 255);
     const one = await model.restore(rgb, { fidelity: 1 });
     const worst = one.data.reduce((m, v, i) => Math.max(m, Math.abs(v - rgb.data[i]!)), 0);
     assert.ok(worst <= 1, `w=1 differs from the input by up to ${worst}/255`);

@@ -1,5 +1,6 @@
 /** The converted model directory's manifest.json, with no I/O: its type and its checks (read by ./manifest.ts in Node, by the browser app from URLs or picked files). */
-import type { StageName } from './pipeline.js';
+import type { PipelineSettings, StageName } from './pipeline.js';
+import type { FloatTensor } from '../tensor.js';
 import { checkLowFrequencyFromInput, type LowFrequencyFromInput } from './input_low_frequency.js';
 
 export const MANIFEST_FILE = 'manifest.json';
@@ -79,3 +80,9 @@ export function parseManifest(text: string, dir: string): Manifest {
 }
 
 export { HOW_TO_CONVERT };
+
+/** What the pipeline runs with: the manifest's settings and the model's VQ codebook (for Node and browser loaders alike). */
+export function pipelineSettings(m: Manifest, codebook: FloatTensor): PipelineSettings {
+  const { nMin, timestep, alphaCumprod, processSize, scalingFactor, lowFrequencyFromInput } = m.settings;
+  return { codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor, ...(lowFrequencyFromInput ? { lowFrequencyFromInput } : {}) };
+}

@@ -16,6 +16,7 @@ import { SafetensorsFile } from '../weights/safetensors.js';
 import type { FloatTensor } from '../tensor.js';
 import { OSDFacePipeline, type StageName, type StageSession, type StageSessions } from './pipeline.js';
 import { readManifest, type Manifest } from './manifest.js';
+import { pipelineSettings } from './manifest_core.js';
 import { TiledVae } from './tiled_vae.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
 import { Config } from '../models/config.js';
@@ -152,9 +153,8 @@ export async function loadModelDir(dir: string, runtime: RuntimeOptions = {}, on
     for (const s of Object.values(sessions)) await s.release();
     throw e;
   }
-  const { nMin, timestep, alphaCumprod, processSize, scalingFactor, lowFrequencyFromInput } = manifest.settings;
   return {
-    pipeline: new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor, ...(lowFrequencyFromInput ? { lowFrequencyFromInput } : {}) }, sessions as StageSessions, tiledVaeOf(dir, manifest, runtime)),
+    pipeline: new OSDFacePipeline(pipelineSettings(manifest, codebook), sessions as StageSessions, tiledVaeOf(dir, manifest, runtime)),
     manifest,
   };
 }

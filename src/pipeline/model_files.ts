@@ -6,7 +6,7 @@
  */
 import type { CreateSession, InferenceSessionLike } from '../graph/session.js';
 import { readSafetensorsFloat } from '../weights/safetensors_bytes.js';
-import { MANIFEST_FILE, ModelDirError, parseManifest, type Manifest } from './manifest_core.js';
+import { MANIFEST_FILE, ModelDirError, parseManifest, pipelineSettings, type Manifest } from './manifest_core.js';
 import { OSDFacePipeline, type StageName, type StageSessions } from './pipeline.js';
 
 /** A model directory's files by name. */
@@ -90,6 +90,5 @@ export async function loadModelFiles(files: ModelFiles, createSession: CreateSes
     throw e;
   }
   report({ stage: 'compile', file: '' });
-  const { nMin, timestep, alphaCumprod, processSize, scalingFactor, lowFrequencyFromInput } = manifest.settings;
-  return { pipeline: new OSDFacePipeline({ codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor, ...(lowFrequencyFromInput ? { lowFrequencyFromInput } : {}) }, sessions as StageSessions), manifest };
+  return { pipeline: new OSDFacePipeline(pipelineSettings(manifest, codebook), sessions as StageSessions), manifest };
 }
