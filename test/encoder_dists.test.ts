@@ -10,6 +10,7 @@ import { OnnxSession } from '../src/graph/runtime.js';
 import { Config } from '../src/models/config.js';
 import { AutoencoderTiny, TAEF2_CONFIG } from '../src/models/autoencoder_tiny.js';
 import { EncoderDists } from '../src/train/encoder_dists.js';
+import { shifted, shiftKernel } from '../src/train/discriminator.js';
 import { parseTrainConfig } from '../src/train/config.js';
 import { train } from '../src/train/run.js';
 import { taef2Store } from '../src/weights/taesd.js';
@@ -142,4 +143,39 @@ test('a projected critic kept off the finest levels, or judging blurred images: 
   assert.deepEqual([...blurred.trainer.dParams.keys()], [...coarse.trainer.dParams.keys()]);
   assert.ok(blurred.logs.every((l) => Number.isFinite(l.discriminatorLoss) && Number.isFinite(l.adversarial)), JSON.stringify(blurred.logs));
   assert.notDeepEqual(blurred.logs.map((l) => l.adversarial), coarse.logs.map((l) => l.adversarial));
+});
+
+test('shiftKernel moves every channel by whole pixels, with zeros where the image moved away', async () => {
+  const [h, w, m] = [5, 6, 2];
+  const g = new Graph('shift');
+  const x = g.input('x', 'float32', [1, 3, h, w]);
+  g.output(shifted(x, g.input('kernel', 'float32', [3, 1, 2 * m + 1, 2 * m + 1]), m), 'y');
+  const session = await OnnxSession.create(emitOnnx(g, { weights: { read: () => { throw new Error('no weights'); } } }), { threads: 1 });
+  const image = floatTensor([1, 3, h, w], Float32Array.from({ length: 3 * h * w }, (_, i) => i + 1));
+  for (const [dy, dx] of [[0, 0], [2, -1], [-2, 2], [1, 0]] as const) {
+    const y = (await session.run({ x: image, kernel: floatTensor([3, 1, 2 * m + 1, 2 * m + 1], shiftKernel(3, m, dy, dx)) })).y!.data;
+    for (let c = 0; c < 3; c++) for (let r = 0; r < h; r++) for (let q = 0; q < w; q++) {
+      const [sr, sq] = [r - dy, q - dx];
+      const want = sr >= 0 && sr < h && sq >= 0 && sq < w ? image.data[(c * h + sr) * w + sq] : 0;
+      assert.equal(y[(c * h + r) * w + q], want, `shift (${dy}, ${dx}), channel ${c}, pixel (${r}, ${q})`);
+    }
+  }
+});
+
+test('a critic that judges randomly shifted images: one seeded draw per step, so runs resume exactly; settings checked', { skip }, async (t) => {
+  const root = tempDir(t, 'osdface-critic-shift-');
+  const tiny = tinyTaef2Config(root);
+  const config = (out: string, discriminator: Record<string, unknown>) => tiny({ loss: { l1: 1, gan: 0.1 }, discriminator, steps: 3, checkpointEvery: 1, sampleEvery: 3, out: path.join(root, out) });
+  const projected = { width: 4, layers: 2, input: 'encoder', spectralNorm: true, blur: true };
+  assert.throws(() => config('bad', { ...projected, shift: 0 }), /'discriminator\.shift'/);
+  assert.throws(() => config('bad', { ...projected, shift: 2.5 }), /'discriminator\.shift'/);
+  const quiet = { onLog: () => {} };
+  const still = await train(config('still', projected), quiet);
+  const moving = await train(config('moving', { ...projected, shift: 4 }), quiet);
+  assert.deepEqual([...moving.trainer.dParams.keys()], [...still.trainer.dParams.keys()]);
+  assert.ok(moving.logs.every((l) => Number.isFinite(l.discriminatorLoss) && Number.isFinite(l.adversarial)), JSON.stringify(moving.logs));
+  assert.notDeepEqual(moving.logs.map((l) => l.discriminatorLoss), still.logs.map((l) => l.discriminatorLoss));
+  await train(config('resumed', { ...projected, shift: 4 }), { ...quiet, stopAt: 2 });
+  const resumed = await train(config('resumed', { ...projected, shift: 4 }), quiet);
+  assert.deepEqual(resumed.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]), moving.logs.map((l) => [l.loss, l.discriminatorLoss, l.adversarial]));
 });

@@ -25,6 +25,24 @@ function gaussianBlur5(g: Graph, x: Value): Value {
   return op.conv(x, op.floatConst(g, [channels, 1, 5, 5], kernel, 'critic_blur'), null, { groups: channels, pads: [2, 2, 2, 2] });
 }
 
+/**
+ * The depthwise kernel that moves every channel by (dy, dx) whole pixels, zero where the image moved
+ * away: a one-hot tap in a (2·maxShift+1)² window, fed to the graphs as the `critic_shift` input.
+ */
+export function shiftKernel(channels: number, maxShift: number, dy: number, dx: number): Float32Array {
+  const side = 2 * maxShift + 1;
+  const kernel = new Float32Array(channels * side * side);
+  // A convolution reads input (y + i - maxShift), so the tap at i = maxShift - dy moves content down by dy.
+  for (let c = 0; c < channels; c++) kernel[c * side * side + (maxShift - dy) * side + (maxShift - dx)] = 1;
+  return kernel;
+}
+
+/** `x` moved by the whole pixels that `kernel` (from `shiftKernel`, of the same `maxShift`) says. */
+export function shifted(x: Value, kernel: Value, maxShift: number): Value {
+  const m = maxShift;
+  return op.conv(x, kernel, null, { groups: x.shape[1]!, pads: [m, m, m, m] });
+}
+
 /** The pixel critics' inputs. */
 type PixelInput = Exclude<CriticInput, 'encoder'>;
 
@@ -95,6 +113,8 @@ export interface CriticSize {
   levels?: number[];
   /** Judge images after a 5x5 binomial blur. */
   blur?: boolean;
+  /** Judge images moved by up to this many pixels each way (the kernel of `shiftKernel`, fed per step). */
+  shift?: number;
 }
 
 /** Roots the discriminator's parameters under `discriminator.` so they never collide with the generator's. */
@@ -120,10 +140,15 @@ export class GanCritic extends Module {
 
   /**
    * Patch logits, one map per scale, of an image in [-1, 1]; `features(image01)` gives the frozen
-   * encoder's pyramid of the image in [0, 1] (used by the projected critic only).
+   * encoder's pyramid of the image in [0, 1] (used by the projected critic only); `shift`, the
+   * graph's `critic_shift` input where the critic has a `shift` setting.
    */
-  logits(g: Graph, image: Value, features: (image01: Value) => Value[]): Value[] {
+  logits(g: Graph, image: Value, features: (image01: Value) => Value[], shift?: Value): Value[] {
     const d = this.discriminator;
+    if (this.size.shift) {
+      if (!shift) throw new Error('GanCritic: a critic with a shift setting needs the critic_shift input');
+      image = shifted(image, shift, this.size.shift);
+    }
     if (this.size.blur) image = gaussianBlur5(g, image);
     if (!(d instanceof FeatureDiscriminator)) return [d.forward(g, image)];
     const pyramid = features(op.mul(op.add(image, 1), 0.5));

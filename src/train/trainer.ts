@@ -31,7 +31,7 @@ import { initParam } from './init.js';
 import { writeFileAtomic } from '../degrade/args.js';
 import { adamWStep, newAdamWState, type AdamWState } from './optim.js';
 import { lossCurvePng, sampleSheetPng } from './plot.js';
-import { GanCritic } from './discriminator.js';
+import { GanCritic, shiftKernel } from './discriminator.js';
 import { SpectralNorm } from './spectral_norm.js';
 import { identityLoss, isRecognitionParam, loadRecognitionWeights } from '../face/recognition.js';
 import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
@@ -351,7 +351,7 @@ export class Trainer {
     }
     if (this.critic) {
       // Hinge generator loss: raise the discriminator's score of the restored image.
-      const adv = op.neg(meanOverScales(this.criticLogits(g, out), (l) => op.reduceMean(l, l.shape.map((_, i) => i), false)));
+      const adv = op.neg(meanOverScales(this.criticLogits(g, out, this.criticShiftInput(g)), (l) => op.reduceMean(l, l.shape.map((_, i) => i), false)));
       g.output(adv, 'adversarial');
       terms.push(op.mul(adv, this.cfg.loss.gan));
     }
@@ -373,8 +373,9 @@ export class Trainer {
     const g = new Graph('discriminator_step');
     const real = g.input('real', 'float32', [batch, 3, size, size]);
     const fake = g.input('fake', 'float32', [batch, 3, size, size]);
+    const shift = this.criticShiftInput(g);
     const hinge = (image: Value, sign: number) =>
-      meanOverScales(this.criticLogits(g, image), (l) => op.reduceMean(op.relu(op.add(op.mul(l, sign), 1)), l.shape.map((_, i) => i), false));
+      meanOverScales(this.criticLogits(g, image, shift), (l) => op.reduceMean(op.relu(op.add(op.mul(l, sign), 1)), l.shape.map((_, i) => i), false));
     const loss = op.add(hinge(real, -1), hinge(fake, 1));
     g.output(loss, 'loss');
     // The projected critic's frozen encoder is a constant here: only the critic's own weights learn.
@@ -384,8 +385,23 @@ export class Trainer {
   }
 
   /** The critic's logits (one map per scale) of an image in [0, 1]. */
-  private criticLogits(g: Graph, image01: Value): Value[] {
-    return this.critic!.logits(g, op.sub(op.mul(image01, 2), 1), (x) => this.encoderDists!.encoder.features(g, x));
+  private criticLogits(g: Graph, image01: Value, shift: Value | undefined): Value[] {
+    return this.critic!.logits(g, op.sub(op.mul(image01, 2), 1), (x) => this.encoderDists!.encoder.features(g, x), shift);
+  }
+
+  /** discriminator.shift: the graph input that carries each step's shift kernel (`shiftKernel`). */
+  private criticShiftInput(g: Graph): Value | undefined {
+    const m = this.cfg.discriminator?.shift;
+    return m ? g.input('critic_shift', 'float32', [3, 1, 2 * m + 1, 2 * m + 1]) : undefined;
+  }
+
+  /** The `critic_shift` feed of a step (a random move drawn from the run's seed), or of an evaluation (no move). */
+  private criticShiftFeed(step?: number): Record<string, Tensor> {
+    const m = this.cfg.discriminator?.shift;
+    if (!m || !this.critic) return {};
+    const rng = step === undefined ? undefined : new Random(`${this.cfg.seed}:${step}:critic-shift`);
+    const [dy, dx] = rng ? [rng.int(2 * m + 1) - m, rng.int(2 * m + 1) - m] : [0, 0];
+    return { critic_shift: floatTensor([3, 1, 2 * m + 1, 2 * m + 1], shiftKernel(3, m, dy, dx)) };
   }
 
   /**
@@ -462,7 +478,7 @@ export class Trainer {
     const critic = this.critic ? this.criticWeights(true) : new Map<string, Float32Array>();
     const { lq, hq } = this.cfg.data.crop > 0 ? cropBatch(batch, this.cfg.data.crop, new Random(`${this.cfg.seed}:${step}:crop`)) : batch;
     const out = await this.trainSession!.run({
-      lq, hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(critic),
+      lq, hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(critic), ...this.criticShiftFeed(step),
     });
     const grads = new Map<string, Float32Array>();
     for (const k of this.params.keys()) grads.set(k, out[`grad:${k}`]!.data as Float32Array);
@@ -475,7 +491,7 @@ export class Trainer {
     if (out.encoderDistsEdges) log.encoderDistsEdges = (out.encoderDistsEdges.data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
-      const d = await this.dSession.run({ real: hq, fake: out.out!, ...Object.fromEntries([...critic].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
+      const d = await this.dSession.run({ real: hq, fake: out.out!, ...this.criticShiftFeed(step), ...Object.fromEntries([...critic].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
       const graphGrads = new Map([...this.dParams.keys()].map((k) => [k, d[`grad:${k}`]!.data as Float32Array]));
       const dGrads = this.spectralNorm?.gradients(this.dParams, graphGrads, (k) => this.dShape(k)) ?? graphGrads;
       // The critic may learn faster than the generator (discriminator.lr), on the same schedule.
@@ -492,7 +508,7 @@ export class Trainer {
   async evaluate(): Promise<{ loss: number; psnr: number; inputPsnr: number; out: FloatTensor }> {
     const val = this.val!;
     const out = await this.evalSession!.run({
-      lq: val.lq, hq: val.hq, tokens: this.valTokens!, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(),
+      lq: val.lq, hq: val.hq, tokens: this.valTokens!, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(), ...this.criticShiftFeed(),
     });
     const pred = out.out as FloatTensor;
     const per = 3 * this.cfg.data.size ** 2;
