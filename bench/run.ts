@@ -14,7 +14,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { sha256, writeModelDir } from '../src/pipeline/convert.js';
-import { readManifest } from '../src/pipeline/manifest.js';
+import { outputSettings, readManifest } from '../src/pipeline/manifest.js';
 import { writeInt8ModelDir } from '../src/pipeline/quantize_model.js';
 import { listImages } from '../src/degrade/args.js';
 import { prepareOptimized } from '../src/pipeline/model.js';
@@ -92,9 +92,8 @@ async function ensureDefaultInt8(): Promise<string> {
   process.stderr.write(`bench: writing the default model in int8 to ${dir}...\n`);
   const nets = trainedNetworks(weights, 'osdface-small', config);
   // The packaged model's post-network settings too, so that only quantisation differs.
-  const { lowFrequencyFromInput } = readManifest(defaultModelDir()).settings;
   await writeInt8ModelDir(nets, {
-    ...(lowFrequencyFromInput ? { lowFrequencyFromInput } : {}),
+    output: outputSettings(readManifest(defaultModelDir()).settings),
     out: dir, force: true, threads: arg('--threads', 2), calibration: listImages(path.join(data, 'faces-hq/train')).slice(0, CALIBRATION_IMAGES),
     onProgress: (step, done, total) => process.stderr.write(`  [${done}/${total}] ${step}\n`),
   });

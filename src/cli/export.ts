@@ -24,6 +24,8 @@ options:
                        restored faces keep the input's colours and shading at scales over about
                        r pixels (out + blur(input - out), a blur of sigma ~ r; the packaged model
                        uses 16); left out: the network's output as it is
+  --mirror-ensemble    restore every face as it is and mirrored, and average the two (twice the
+                       network's time; the packaged model does)
   --force              replace an existing model directory at -o
   -h, --help           this help
 
@@ -35,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
   let flags;
   try {
     ({ flags } = parseFlags(argv, {
-      help: { kind: 'bool', short: 'h' }, checkpoint: { kind: 'string' }, out: { kind: 'string', short: 'o' }, name: { kind: 'string' }, force: { kind: 'bool' }, fp16: { kind: 'bool' }, 'low-frequency-radius': { kind: 'number' },
+      help: { kind: 'bool', short: 'h' }, checkpoint: { kind: 'string' }, out: { kind: 'string', short: 'o' }, name: { kind: 'string' }, force: { kind: 'bool' }, fp16: { kind: 'bool' }, 'low-frequency-radius': { kind: 'number' }, 'mirror-ensemble': { kind: 'bool' },
     }));
     if (flags.has('help')) {
       process.stdout.write(EXPORT_USAGE);
@@ -54,7 +56,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const m = exportModel({
       checkpoint: flags.get('checkpoint') as string, out: flags.get('out') as string, name: flags.get('name') as string | undefined, force: flags.has('force'), float16Weights: flags.has('fp16'),
-      ...(flags.has('low-frequency-radius') ? { lowFrequencyFromInput: { radius: flags.get('low-frequency-radius') as number } } : {}),
+      output: {
+        ...(flags.has('low-frequency-radius') ? { lowFrequencyFromInput: { radius: flags.get('low-frequency-radius') as number } } : {}),
+        ...(flags.has('mirror-ensemble') ? { mirrorEnsemble: true } : {}),
+      },
       onProgress: (step, done, total) => log(`[${Math.min(done + 1, total)}/${total}] ${step}`),
     });
     process.stdout.write(`${flags.get('out')}\n`);

@@ -9,13 +9,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { emitOnnx } from '../graph/emit.js';
 import { writeSafetensors } from '../weights/safetensors.js';
-import type { LowFrequencyFromInput } from './input_low_frequency.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { loadRelease, OSDFACE_FILES, type OSDFaceNetworks } from './release.js';
 import { releaseSettings, stageGraphs, type StageName } from './pipeline.js';
 import { prepareOptimized } from './model.js';
 import { INT8_NEEDS_CALIBRATION, writeInt8ModelDir } from './quantize_model.js';
-import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, type Manifest, type SourceFile } from './manifest.js';
+import { MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, outputSettings, type Manifest, type OutputSettings, type SourceFile } from './manifest.js';
 
 export interface ConvertOptions {
   sd: string;
@@ -66,8 +65,8 @@ export interface WriteModelOptions {
   documents?: { from: string; name: string }[];
   /** Store the weights as float16 (half the size; ONNX Runtime upcasts them to float32 on load). */
   float16Weights?: boolean;
-  /** Restored faces keep the input's low frequencies (./input_low_frequency.ts): a setting of trained models. */
-  lowFrequencyFromInput?: LowFrequencyFromInput;
+  /** How restorations are finished (the input's low frequencies, the mirror ensemble): settings of trained models. */
+  output?: OutputSettings;
   onProgress?: (step: string, done: number, total: number) => void;
 }
 
@@ -100,7 +99,7 @@ export function writeModelFiles(release: OSDFaceNetworks, dir: string, opts: Omi
     settings: {
       nMin: settings.nMin, timestep: settings.timestep, alphaCumprod: settings.alphaCumprod,
       processSize: settings.processSize, scalingFactor: settings.scalingFactor, vaeDownFactor: release.vae.module.downFactor,
-      ...(opts.lowFrequencyFromInput ? { lowFrequencyFromInput: opts.lowFrequencyFromInput } : {}),
+      ...outputSettings(opts.output),
     },
     lora: release.lora,
     configs: {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { HOW_TO_CONVERT, MANIFEST_FILE, ModelDirError, parseManifest, type Manifest } from './manifest_core.js';
 
 export {
-  HOW_TO_CONVERT, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, ModelDirError, parseManifest, type Manifest, type SourceFile,
+  HOW_TO_CONVERT, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, ModelDirError, outputSettings, parseManifest, type Manifest, type OutputSettings, type SourceFile,
 } from './manifest_core.js';
 
 export function readManifest(dir: string): Manifest {

@@ -2,6 +2,23 @@
 import type { PipelineSettings, StageName } from './pipeline.js';
 import type { FloatTensor } from '../tensor.js';
 import { checkLowFrequencyFromInput, type LowFrequencyFromInput } from './input_low_frequency.js';
+import { checkMirrorEnsemble } from './mirror_ensemble.js';
+
+/** How a trained model's restorations are finished, as its manifest says (absent: the network's output as it is). */
+export interface OutputSettings {
+  /** Restored faces keep the input's low frequencies (./input_low_frequency.ts). */
+  lowFrequencyFromInput?: LowFrequencyFromInput;
+  /** Each face is restored as it is and mirrored, and the two averaged (./mirror_ensemble.ts). */
+  mirrorEnsemble?: boolean;
+}
+
+/** Only the output settings that are set, for spreading into a manifest or the pipeline's settings. */
+export function outputSettings(s: OutputSettings | undefined): OutputSettings {
+  return {
+    ...(s?.lowFrequencyFromInput ? { lowFrequencyFromInput: s.lowFrequencyFromInput } : {}),
+    ...(s?.mirrorEnsemble ? { mirrorEnsemble: true } : {}),
+  };
+}
 
 export const MANIFEST_FILE = 'manifest.json';
 export const MANIFEST_FORMAT = 'osdface-model';
@@ -35,9 +52,7 @@ export interface Manifest {
     processSize: number;
     scalingFactor: number;
     vaeDownFactor: number;
-    /** Restored faces keep the input's low frequencies (./input_low_frequency.ts); absent: the network's output as it is. */
-    lowFrequencyFromInput?: LowFrequencyFromInput;
-  };
+  } & OutputSettings;
   lora: { rank: number; alpha: number; modules: number } | null;
   configs: { unet: unknown; vae: unknown; scheduler: unknown; osdface: unknown };
   sources: SourceFile[];
@@ -68,13 +83,12 @@ export function parseManifest(text: string, dir: string): Manifest {
   if (m.formatVersion !== MANIFEST_VERSION) {
     throw new ModelDirError(dir, `model format version ${m.formatVersion}, this osdface reads version ${MANIFEST_VERSION}; convert the model again`);
   }
-  const lowFrequency = m.settings?.lowFrequencyFromInput;
-  if (lowFrequency !== undefined) {
-    try {
-      checkLowFrequencyFromInput(lowFrequency, `${MANIFEST_FILE} settings`);
-    } catch (e) {
-      throw new ModelDirError(dir, `${(e as Error).message}; reinstall or export the model again`);
-    }
+  const { lowFrequencyFromInput, mirrorEnsemble } = m.settings ?? {};
+  try {
+    if (lowFrequencyFromInput !== undefined) checkLowFrequencyFromInput(lowFrequencyFromInput, `${MANIFEST_FILE} settings`);
+    if (mirrorEnsemble !== undefined) checkMirrorEnsemble(mirrorEnsemble, `${MANIFEST_FILE} settings`);
+  } catch (e) {
+    throw new ModelDirError(dir, `${(e as Error).message}; reinstall or export the model again`);
   }
   return m;
 }
@@ -83,6 +97,6 @@ export { HOW_TO_CONVERT };
 
 /** What the pipeline runs with: the manifest's settings and the model's VQ codebook (for Node and browser loaders alike). */
 export function pipelineSettings(m: Manifest, codebook: FloatTensor): PipelineSettings {
-  const { nMin, timestep, alphaCumprod, processSize, scalingFactor, lowFrequencyFromInput } = m.settings;
-  return { codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor, ...(lowFrequencyFromInput ? { lowFrequencyFromInput } : {}) };
+  const { nMin, timestep, alphaCumprod, processSize, scalingFactor } = m.settings;
+  return { codebook, nMin, timestep, alphaCumprod, processSize, scalingFactor, ...outputSettings(m.settings) };
 }

@@ -3,8 +3,9 @@
  * from a release by ./from_release.ts, from a model directory by ./model.ts, in the browser by
  * ./model_files.ts):
  *   lq [0,1] -> lq*2-1 resized to process_size -> VRE prompt + VAE posterior -> UNet eps at t
- *   -> x0 (float64) -> VAE decode -> clamp to [0, 1] (-> the input's low frequencies, for a
- *   model directory that asks for them: ./input_low_frequency.ts).
+ *   -> x0 (float64) -> VAE decode -> clamp to [0, 1] (for a model directory that asks for them:
+ *   -> the mean with the mirrored input's restoration, ./mirror_ensemble.ts -> the input's low
+ *   frequencies, ./input_low_frequency.ts).
  * Every intermediate is returned so parity checks can compare each stage.
  */
 import type { Graph } from '../graph/ir.js';
@@ -14,8 +15,8 @@ import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
 import { selectCodes } from '../models/vre/vq_select.js';
 import type { OSDFaceNetworks } from './release.js';
 
-/** What the pipeline needs besides the networks' sessions. */
-export interface PipelineSettings {
+/** What the pipeline needs besides the networks' sessions (and how a trained model's output is finished: OutputSettings). */
+export interface PipelineSettings extends OutputSettings {
   codebook: FloatTensor;
   nMin: number;
   timestep: number;
@@ -23,8 +24,6 @@ export interface PipelineSettings {
   alphaCumprod: number;
   processSize: number;
   scalingFactor: number;
-  /** Restored faces keep the input's low frequencies (./input_low_frequency.ts), as the model directory says. */
-  lowFrequencyFromInput?: LowFrequencyFromInput;
 }
 
 export type StageName = 'preprocess' | 'vre' | 'embeddingChange' | 'vaeEncoder' | 'unet' | 'vaeDecoder';
@@ -34,7 +33,9 @@ export type StageSessions = Record<StageName, StageSession>;
 import { embeddingChangeGraph, preprocessGraph, unetGraph, vaeDecoderGraph, vaeEncoderGraph, vreGraph } from './graphs.js';
 import { x0FromEps } from './scheduler.js';
 import { addInputResidual, towardsInput } from './fidelity.js';
-import { keepInputLowFrequency, type LowFrequencyFromInput } from './input_low_frequency.js';
+import { keepInputLowFrequency } from './input_low_frequency.js';
+import { meanWithMirrored, mirrored } from './mirror_ensemble.js';
+import type { OutputSettings } from './manifest_core.js';
 import { gaussianNoise } from './random.js';
 import type { TiledVae } from './tiled_vae.js';
 import { vaeTilingFor, type VaeTileOptions, type VaeTiling } from './tiling.js';
@@ -171,8 +172,22 @@ export class OSDFacePipeline {
     return (await this.s.vaeDecoder.run({ latent })).image as FloatTensor;
   }
 
-  /** lq: (B, 3, H, W) in [0, 1], square. */
+  /**
+   * lq: (B, 3, H, W) in [0, 1], square. The intermediates returned are those of `lq` itself; `out`
+   * is finished as the model's settings say.
+   */
   async restore(lq: FloatTensor, opts: RestoreOptions = {}): Promise<RestoreResult> {
+    const result = await this.restoreOnce(lq, opts);
+    let { out } = result;
+    // The mirrored pass gets the same options (and, on the sample path, the same posterior noise unmirrored).
+    if (this.settings.mirrorEnsemble) out = meanWithMirrored(out, (await this.restoreOnce(mirrored(lq), opts)).out);
+    // Last, so that fidelity 1 still returns the input itself.
+    if (this.settings.lowFrequencyFromInput) out = keepInputLowFrequency(out, result.lqProcessed, this.settings.lowFrequencyFromInput);
+    return { ...result, out };
+  }
+
+  /** One pass of the networks (and the fidelity knob) over `lq`. */
+  private async restoreOnce(lq: FloatTensor, opts: RestoreOptions): Promise<RestoreResult> {
     const f = Math.fround;
     const sf = this.scalingFactor;
     const lqProcessed = await this.preprocess(lq);
@@ -199,8 +214,6 @@ export class OSDFacePipeline {
       const rebuilt = await this.decode(floatTensor(latent.shape, latent.data.map((v) => f(v / sf))), opts.vaeTiling);
       out = addInputResidual(out, lqProcessed, rebuilt, w);
     }
-    // Last, so that fidelity 1 still returns the input itself.
-    if (this.settings.lowFrequencyFromInput) out = keepInputLowFrequency(out, lqProcessed, this.settings.lowFrequencyFromInput);
     return { ...vre, lqProcessed, mean, logvar, latent, epsPred, x0, decoded, out };
   }
 

@@ -20,7 +20,7 @@ import { alphasCumprod } from '../pipeline/scheduler.js';
 import type { Network, OSDFaceNetworks } from '../pipeline/release.js';
 import { sha256, writeModelDir } from '../pipeline/convert.js';
 import type { Manifest, SourceFile } from '../pipeline/manifest.js';
-import type { LowFrequencyFromInput } from '../pipeline/input_low_frequency.js';
+import type { OutputSettings } from '../pipeline/manifest.js';
 import { floatTensor, numel } from '../tensor.js';
 import { parseTrainConfig, type TrainConfig } from './config.js';
 import { initParam } from './init.js';
@@ -107,8 +107,8 @@ export interface ExportOptions {
   documents?: { from: string; name: string }[];
   /** Store the weights as float16 (upcast to float32 on load). */
   float16Weights?: boolean;
-  /** Restored faces keep the input's low frequencies (../pipeline/input_low_frequency.ts), with this box radius. */
-  lowFrequencyFromInput?: LowFrequencyFromInput;
+  /** How restorations are finished: the input's low frequencies, the mirror ensemble (../pipeline/manifest_core.ts). */
+  output?: OutputSettings;
   onProgress?: (step: string, done: number, total: number) => void;
 }
 
@@ -120,7 +120,7 @@ export function exportModel(opts: ExportOptions): Manifest & { step: number } {
     out: opts.out, force: opts.force, onProgress: opts.onProgress, sources,
     configs: { scheduler: SD_SCHEDULE.raw, osdface: { vre: nets.config.model.vre, promptChannels: nets.config.model.promptChannels, timestep: nets.timestep, trainedSteps: nets.step } },
     documents: opts.documents, float16Weights: opts.float16Weights,
-    ...(opts.lowFrequencyFromInput ? { lowFrequencyFromInput: opts.lowFrequencyFromInput } : {}),
+    output: opts.output,
   });
   return { ...manifest, step: nets.step };
 }
