@@ -21,7 +21,6 @@ test('the packaged default model loads with no directory and restores a real deg
     assert.equal(model.manifest.architecture, 'osdface-small');
     assert.equal(model.manifest.weightStorage, 'float16');
     assert.deepEqual(model.manifest.settings.lowFrequencyFromInput, { radius: 16 });
-    assert.equal(model.manifest.settings.mirrorEnsemble, true);
     const crop = path.join(data, 'real-lq', fs.readdirSync(path.join(data, 'real-lq')).sort()[0]!);
     const input = await decodeImage(crop);
     const out = await model.restore(crop);
@@ -37,7 +36,7 @@ test('the packaged default model loads with no directory and restores a real deg
   }
 });
 
-test('the default model raises PSNR by more than 1 dB over the degraded test faces (guards the shipped weights)', { skip }, async () => {
+test('the default model raises PSNR by more than 0.9 dB over the degraded test faces (guards the shipped weights)', { skip }, async () => {
   const model = await OSDFace.load({ threads: 2 });
   const gains: string[] = [];
   let total = 0;
@@ -54,10 +53,9 @@ test('the default model raises PSNR by more than 1 dB over the degraded test fac
   } finally {
     await model.dispose();
   }
-  // Measured when the model was packaged: +1.08 dB on average (bench/RESULTS.md); +0.91 without the
-  // mirror ensemble, +0.85 without the input's low frequencies, +0.67 without either, so the bar
-  // also catches a package that lost a setting.
-  assert.ok(total / gains.length > 1, `mean gain ${(total / gains.length).toFixed(2)} dB: ${gains.join(', ')}`);
+  // Measured when the model was packaged: +1.06 dB on average (bench/RESULTS.md); +0.81 without the
+  // input's low frequencies, so the bar also catches a package that lost that setting.
+  assert.ok(total / gains.length > 0.9, `mean gain ${(total / gains.length).toFixed(2)} dB: ${gains.join(', ')}`);
 });
 
 test('a damaged or missing packaged model says how to repair the installation', { skip }, (t) => {

@@ -6,6 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { WeightFileError } from '../src/weights/errors.js';
 import { convertRelease, type ConvertOptions } from '../src/pipeline/convert.js';
 import type { Manifest } from '../src/pipeline/manifest.js';
+import sharp from 'sharp';
+import type { RgbImage } from '../src/image/io.js';
+import { toSquareTensor } from '../src/image/pixels.js';
+import type { FloatTensor } from '../src/tensor.js';
 
 /** Repository root, from dist/test/helpers.js. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -20,6 +24,27 @@ export const noFixtures: string | false = fs.existsSync(parityA) ? false : `fixt
 /** Converts the tiny parity-a release into a model directory at `out`, as `osdface convert` does. */
 export function convertParityA(out: string, opts: Omit<ConvertOptions, 'sd' | 'osdface' | 'out'> = {}): Promise<Manifest> {
   return convertRelease({ ...opts, sd: path.join(parityA, 'sd'), osdface: path.join(parityA, 'osdface'), out });
+}
+
+/** The real degraded crops of ../shared/data/real-lq. */
+export const realLq = path.join(shared, 'data/real-lq');
+
+/** The first real degraded crop at `size` px (the tiny parity-a model's process size: 64), as pixels and as the pipeline's tensor. */
+export async function realFace(size = 64): Promise<{ rgb: RgbImage; face: FloatTensor }> {
+  const file = path.join(realLq, fs.readdirSync(realLq).filter((f) => f.endsWith('.png')).sort()[0]!);
+  const data = await sharp(file).resize(size, size).removeAlpha().raw().toBuffer();
+  const rgb: RgbImage = { data: new Uint8Array(data), width: size, height: size, channels: 3 };
+  return { rgb, face: toSquareTensor(rgb).tensor };
+}
+
+/** A copy of the model directory `dir` at `out`, with `settings` merged into its manifest's settings. */
+export function withManifestSettings(dir: string, out: string, settings: Record<string, unknown>): string {
+  fs.cpSync(dir, out, { recursive: true });
+  const manifestFile = path.join(out, 'manifest.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as { settings: Record<string, unknown> };
+  Object.assign(manifest.settings, settings);
+  fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+  return out;
 }
 
 /** A fresh temporary folder `<tmp>/<prefix>XXXXXX`, removed when the test `t` ends. */

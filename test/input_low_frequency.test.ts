@@ -9,15 +9,13 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import sharp from 'sharp';
 import { floatTensor, type FloatTensor } from '../src/tensor.js';
 import { keepInputLowFrequency, lowpass } from '../src/pipeline/input_low_frequency.js';
 import { loadModelDir } from '../src/pipeline/model.js';
 import { ModelDirError } from '../src/pipeline/manifest.js';
 import { OSDFace } from '../src/index.js';
 import type { RgbImage } from '../src/image/io.js';
-import { toSquareTensor } from '../src/image/pixels.js';
-import { convertParityA, noFixtures, repoRoot, shared } from './helpers.js';
+import { convertParityA, noFixtures, realFace, realLq, repoRoot, withManifestSettings } from './helpers.js';
 
 const cli = path.join(repoRoot, 'dist/src/cli/main.js');
 
@@ -81,7 +79,6 @@ test('the restored image takes the input\'s shading and colour, and keeps its ow
   assert.deepEqual(keepInputLowFrequency(out, same, { radius: 4 }).data, out.data);
 });
 
-const realLq = path.join(shared, 'data/real-lq');
 const skip = noFixtures || (fs.existsSync(realLq) ? false : `face images not found at ${realLq}`);
 let work = '';
 let plainDir = '';
@@ -95,16 +92,8 @@ before(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'osdface-low-frequency-'));
   plainDir = path.join(work, 'plain');
   await convertParityA(plainDir);
-  keptDir = path.join(work, 'kept');
-  fs.cpSync(plainDir, keptDir, { recursive: true });
-  const manifestFile = path.join(keptDir, 'manifest.json');
-  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
-  manifest.settings.lowFrequencyFromInput = { radius: 6 };
-  fs.writeFileSync(manifestFile, JSON.stringify(manifest));
-  const file = path.join(realLq, fs.readdirSync(realLq).filter((f) => f.endsWith('.png')).sort()[0]!);
-  const data = await sharp(file).resize(64, 64).removeAlpha().raw().toBuffer();
-  rgb = { data: new Uint8Array(data), width: 64, height: 64, channels: 3 };
-  face = toSquareTensor(rgb).tensor;
+  keptDir = withManifestSettings(plainDir, path.join(work, 'kept'), { lowFrequencyFromInput: { radius: 6 } });
+  ({ rgb, face } = await realFace());
 });
 
 after(() => {
@@ -127,24 +116,22 @@ test('a model directory that asks for the input\'s low frequencies restores to e
   }
 });
 
-test('fidelity 1 still gives the input back when the model keeps the input\'s low frequencies', { skip }, async () => {
-  const model = await OSDFace.load(keptDir, { threads: 2 });
-  try {
-    const one = await model.restore(rgb, { fidelity: 1 });
-    const worst = one.data.reduce((m, v, i) => Math.max(m, Math.abs(v - rgb.data[i]!)), 0);
-    assert.ok(worst <= 1, `w=1 differs from the input by up to ${worst}/255`);
-  } finally {
-    await model.dispose();
+test('fidelity 1 still gives the input back when the model keeps the input\'s low frequencies, with the mirror ensemble or without', { skip }, async () => {
+  const mirroredToo = withManifestSettings(keptDir, path.join(work, 'kept-mirrored'), { mirrorEnsemble: true });
+  for (const dir of [keptDir, mirroredToo]) {
+    const model = await OSDFace.load(dir, { threads: 2 });
+    try {
+      const one = await model.restore(rgb, { fidelity: 1 });
+      const worst = one.data.reduce((m, v, i) => Math.max(m, Math.abs(v - rgb.data[i]!)), 0);
+      assert.ok(worst <= 1, `${path.basename(dir)}: w=1 differs from the input by up to ${worst}/255`);
+    } finally {
+      await model.dispose();
+    }
   }
 });
 
 test('a bad lowFrequencyFromInput in manifest.json names the field and how to repair it', { skip }, async () => {
-  const bad = path.join(work, 'bad');
-  fs.cpSync(keptDir, bad, { recursive: true });
-  const manifestFile = path.join(bad, 'manifest.json');
-  const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
-  manifest.settings.lowFrequencyFromInput = { radius: 0 };
-  fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+  const bad = withManifestSettings(keptDir, path.join(work, 'bad'), { lowFrequencyFromInput: { radius: 0 } });
   await assert.rejects(loadModelDir(bad), (e: unknown) => e instanceof ModelDirError && /lowFrequencyFromInput must be \{ "radius"/.test(e.message) && /reinstall or export the model again/.test(e.message));
 });
 
