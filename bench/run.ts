@@ -3,8 +3,9 @@
  * the packaged default model (osdface-small) and its int8 version, then full-size OSDFace (random
  * weights from the full-size configs) on one 512x512 face, batch 1, in fp32 (its default low-memory
  * mode, and with the UNet kept loaded) and int8; then each int8 model's PSNR against its fp32 one
- * on real faces. `default_vs_fp32` is the default model's restore time (restore_s: with its mirror
- * ensemble and low frequencies) over the full-size fp32 restore time of the same run. The converted models are cached in bench/.cache.
+ * on real faces. `default_vs_fp32` is the default model's restore time (restore_s: with what its
+ * model directory adds, such as the input's low frequencies) over the full-size fp32 restore time
+ * of the same run. The converted models are cached in bench/.cache.
  *
  * int8 calibration: the first CALIBRATION_IMAGES of ../shared/data/faces-hq/train; quality is
  * measured on ../shared/data/real-lq and faces-hq/test (disjoint from the calibration set).

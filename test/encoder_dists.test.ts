@@ -10,7 +10,7 @@ import { OnnxSession } from '../src/graph/runtime.js';
 import { Config } from '../src/models/config.js';
 import { AutoencoderTiny, TAEF2_CONFIG } from '../src/models/autoencoder_tiny.js';
 import { EncoderDists } from '../src/train/encoder_dists.js';
-import { shifted, shiftKernel } from '../src/train/discriminator.js';
+import { shifted, shiftKernel, shiftKernelShape } from '../src/train/discriminator.js';
 import { parseTrainConfig } from '../src/train/config.js';
 import { train } from '../src/train/run.js';
 import { taef2Store } from '../src/weights/taesd.js';
@@ -149,11 +149,11 @@ test('shiftKernel moves every channel by whole pixels, with zeros where the imag
   const [h, w, m] = [5, 6, 2];
   const g = new Graph('shift');
   const x = g.input('x', 'float32', [1, 3, h, w]);
-  g.output(shifted(x, g.input('kernel', 'float32', [3, 1, 2 * m + 1, 2 * m + 1]), m), 'y');
+  g.output(shifted(x, g.input('kernel', 'float32', shiftKernelShape(3, m)), m), 'y');
   const session = await OnnxSession.create(emitOnnx(g, { weights: { read: () => { throw new Error('no weights'); } } }), { threads: 1 });
   const image = floatTensor([1, 3, h, w], Float32Array.from({ length: 3 * h * w }, (_, i) => i + 1));
   for (const [dy, dx] of [[0, 0], [2, -1], [-2, 2], [1, 0]] as const) {
-    const y = (await session.run({ x: image, kernel: floatTensor([3, 1, 2 * m + 1, 2 * m + 1], shiftKernel(3, m, dy, dx)) })).y!.data;
+    const y = (await session.run({ x: image, kernel: shiftKernel(3, m, dy, dx) })).y!.data;
     for (let c = 0; c < 3; c++) for (let r = 0; r < h; r++) for (let q = 0; q < w; q++) {
       const [sr, sq] = [r - dy, q - dx];
       const want = sr >= 0 && sr < h && sq >= 0 && sq < w ? image.data[(c * h + sr) * w + sq] : 0;

@@ -25,7 +25,7 @@ options:
                        r pixels (out + blur(input - out), a blur of sigma ~ r; the packaged model
                        uses 16); left out: the network's output as it is
   --mirror-ensemble    restore every face as it is and mirrored, and average the two (twice the
-                       network's time; the packaged model does)
+                       network's time; the packaged model leaves it off)
   --force              replace an existing model directory at -o
   -h, --help           this help
 

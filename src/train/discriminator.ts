@@ -15,6 +15,7 @@ import * as op from '../graph/ops.js';
 import { Module, ModuleList } from '../nn/module.js';
 import { Conv2d, GroupNorm } from '../nn/layers.js';
 import type { CriticInput } from './config.js';
+import { floatTensor, type FloatTensor } from '../tensor.js';
 
 /** Per-channel 5x5 binomial blur ([1 4 6 4 1]/16 in each direction), zero beyond the edges (real and restored alike). */
 function gaussianBlur5(g: Graph, x: Value): Value {
@@ -25,15 +26,20 @@ function gaussianBlur5(g: Graph, x: Value): Value {
   return op.conv(x, op.floatConst(g, [channels, 1, 5, 5], kernel, 'critic_blur'), null, { groups: channels, pads: [2, 2, 2, 2] });
 }
 
+/** The shape of `shiftKernel`'s depthwise kernel: (channels, 1, 2·maxShift+1, 2·maxShift+1). */
+export function shiftKernelShape(channels: number, maxShift: number): number[] {
+  return [channels, 1, 2 * maxShift + 1, 2 * maxShift + 1];
+}
+
 /**
  * The depthwise kernel that moves every channel by (dy, dx) whole pixels, zero where the image moved
  * away: a one-hot tap in a (2·maxShift+1)² window, fed to the graphs as the `critic_shift` input.
  */
-export function shiftKernel(channels: number, maxShift: number, dy: number, dx: number): Float32Array {
+export function shiftKernel(channels: number, maxShift: number, dy: number, dx: number): FloatTensor {
+  const kernel = floatTensor(shiftKernelShape(channels, maxShift));
   const side = 2 * maxShift + 1;
-  const kernel = new Float32Array(channels * side * side);
   // A convolution reads input (y + i - maxShift), so the tap at i = maxShift - dy moves content down by dy.
-  for (let c = 0; c < channels; c++) kernel[c * side * side + (maxShift - dy) * side + (maxShift - dx)] = 1;
+  for (let c = 0; c < channels; c++) kernel.data[c * side * side + (maxShift - dy) * side + (maxShift - dx)] = 1;
   return kernel;
 }
 

@@ -31,7 +31,7 @@ import { initParam } from './init.js';
 import { writeFileAtomic } from '../degrade/args.js';
 import { adamWStep, newAdamWState, type AdamWState } from './optim.js';
 import { lossCurvePng, sampleSheetPng } from './plot.js';
-import { GanCritic, shiftKernel } from './discriminator.js';
+import { GanCritic, shiftKernel, shiftKernelShape } from './discriminator.js';
 import { SpectralNorm } from './spectral_norm.js';
 import { identityLoss, isRecognitionParam, loadRecognitionWeights } from '../face/recognition.js';
 import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
@@ -392,7 +392,7 @@ export class Trainer {
   /** discriminator.shift: the graph input that carries each step's shift kernel (`shiftKernel`). */
   private criticShiftInput(g: Graph): Value | undefined {
     const m = this.cfg.discriminator?.shift;
-    return m ? g.input('critic_shift', 'float32', [3, 1, 2 * m + 1, 2 * m + 1]) : undefined;
+    return m ? g.input('critic_shift', 'float32', shiftKernelShape(3, m)) : undefined;
   }
 
   /** The `critic_shift` feed of a step (a random move drawn from the run's seed), or of an evaluation (no move). */
@@ -401,7 +401,7 @@ export class Trainer {
     if (!m || !this.critic) return {};
     const rng = step === undefined ? undefined : new Random(`${this.cfg.seed}:${step}:critic-shift`);
     const [dy, dx] = rng ? [rng.int(2 * m + 1) - m, rng.int(2 * m + 1) - m] : [0, 0];
-    return { critic_shift: floatTensor([3, 1, 2 * m + 1, 2 * m + 1], shiftKernel(3, m, dy, dx)) };
+    return { critic_shift: shiftKernel(3, m, dy, dx) };
   }
 
   /**
@@ -477,8 +477,10 @@ export class Trainer {
     const tokens = await this.tokens(batch.lq);
     const critic = this.critic ? this.criticWeights(true) : new Map<string, Float32Array>();
     const { lq, hq } = this.cfg.data.crop > 0 ? cropBatch(batch, this.cfg.data.crop, new Random(`${this.cfg.seed}:${step}:crop`)) : batch;
+    // The generator and the critic step see the same move of this step.
+    const shift = this.criticShiftFeed(step);
     const out = await this.trainSession!.run({
-      lq, hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(critic), ...this.criticShiftFeed(step),
+      lq, hq, tokens, timestep: floatTensor([1], Float32Array.of(this.cfg.model.timestep)), ...this.paramFeeds(critic), ...shift,
     });
     const grads = new Map<string, Float32Array>();
     for (const k of this.params.keys()) grads.set(k, out[`grad:${k}`]!.data as Float32Array);
@@ -491,7 +493,7 @@ export class Trainer {
     if (out.encoderDistsEdges) log.encoderDistsEdges = (out.encoderDistsEdges.data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
-      const d = await this.dSession.run({ real: hq, fake: out.out!, ...this.criticShiftFeed(step), ...Object.fromEntries([...critic].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
+      const d = await this.dSession.run({ real: hq, fake: out.out!, ...shift, ...Object.fromEntries([...critic].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
       const graphGrads = new Map([...this.dParams.keys()].map((k) => [k, d[`grad:${k}`]!.data as Float32Array]));
       const dGrads = this.spectralNorm?.gradients(this.dParams, graphGrads, (k) => this.dShape(k)) ?? graphGrads;
       // The critic may learn faster than the generator (discriminator.lr), on the same schedule.
