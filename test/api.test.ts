@@ -10,9 +10,8 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { ImageError, ModelDirError, OSDFace, type RestoredImage } from '../src/index.js';
 import { decodeImage, type RawPixels } from '../src/image/io.js';
-import { convertParityA, noFixtures, shared } from './helpers.js';
+import { convertParityA, noFixtures, realLq, shared } from './helpers.js';
 
-const realLq = path.join(shared, 'data/real-lq');
 const skip = noFixtures || (fs.existsSync(realLq) ? false : `face images not found at ${realLq}`);
 const faces = skip ? [] : fs.readdirSync(realLq).filter((f) => f.endsWith('.png')).sort().slice(0, 3).map((f) => path.join(realLq, f));
 

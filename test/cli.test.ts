@@ -12,10 +12,9 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { OSDFace } from '../src/index.js';
 import { PACKAGE_VERSION } from '../src/version.js';
-import { convertParityA, noFixtures, parityA, repoRoot, shared } from './helpers.js';
+import { convertParityA, noFixtures, parityA, realLq, repoRoot, shared } from './helpers.js';
 
 const cli = path.join(repoRoot, 'dist/src/cli/main.js');
-const realLq = path.join(shared, 'data/real-lq');
 /** A square RGB png, a square RGBA png and a non-square jpg (351 x 365). */
 const FACES = ['codeformer-gray_067_David_Beckham_00.png', 'codeformer-gray_Einstein02.png', 'diffbir_hermione.jpg'];
 const skip = noFixtures || (FACES.every((f) => fs.existsSync(path.join(realLq, f))) ? false : `face images not found in ${realLq}`);

@@ -13,10 +13,9 @@ import {
   alignFace, applyAffine, composeAffine, estimateSimilarity, FFHQ_TEMPLATE_512, invertAffine, templateFor, warpAffine, type Affine,
 } from '../src/face/align.js';
 import { main as detectMain } from '../src/cli/detect.js';
-import { shared, tempDir } from './helpers.js';
+import { realLq, shared, tempDir } from './helpers.js';
 
 const whole = path.join(shared, 'data/whole');
-const realLq = path.join(shared, 'data/real-lq');
 const skip = fs.existsSync(whole) && fs.existsSync(realLq) ? false : `face images not found under ${path.join(shared, 'data')}`;
 
 /** Inter-ocular distance of the 512 template, the unit of the normalized landmark error. */

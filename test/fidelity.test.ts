@@ -13,9 +13,8 @@ import sharp from 'sharp';
 import { OSDFace } from '../src/index.js';
 import type { RgbImage } from '../src/image/io.js';
 import { psnr } from '../src/metrics/index.js';
-import { convertParityA, noFixtures, repoRoot, shared } from './helpers.js';
+import { convertParityA, noFixtures, realLq, repoRoot } from './helpers.js';
 
-const realLq = path.join(shared, 'data/real-lq');
 const skip = noFixtures || (fs.existsSync(realLq) ? false : `face images not found at ${realLq}`);
 const cli = path.join(repoRoot, 'dist/src/cli/main.js');
 

@@ -13,9 +13,8 @@ import {
   writeImageAtomic,
 } from '../src/image/io.js';
 import { floatTensor } from '../src/tensor.js';
-import { repoRoot, tempDir } from './helpers.js';
+import { realLq, tempDir } from './helpers.js';
 
-const realLq = path.resolve(repoRoot, '../shared/data/real-lq');
 const noRealLq = fs.existsSync(realLq) ? false : `face images not found at ${realLq}`;
 
 /** A w x h RGB image whose pixel (x, y) channel c is `f(x, y, c)`. */

@@ -20,10 +20,9 @@ import { vaeDecoderGraph } from '../src/pipeline/graphs.js';
 import { gaussianNoise } from '../src/pipeline/random.js';
 import { OSDFace, type RestoredImage } from '../src/index.js';
 import { floatTensor, type FloatTensor } from '../src/tensor.js';
-import { convertParityA, noFixtures, parityA, repoRoot, shared } from './helpers.js';
+import { convertParityA, noFixtures, parityA, realLq, repoRoot, shared } from './helpers.js';
 
 const train = path.join(shared, 'data/faces-hq/train');
-const realLq = path.join(shared, 'data/real-lq');
 const skip = noFixtures || (fs.existsSync(train) && fs.existsSync(realLq) ? false : `face images not found in ${shared}/data`);
 const pngs = (dir: string) => (skip ? [] : fs.readdirSync(dir).filter((f) => f.endsWith('.png')).sort().map((f) => path.join(dir, f)));
 

@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
-import { repoRoot, shared, tempDir } from './helpers.js';
+import { realLq, repoRoot, shared, tempDir } from './helpers.js';
 import { Graph } from '../src/graph/ir.js';
 import * as op from '../src/graph/ops.js';
 import { gradients } from '../src/graph/autodiff.js';
@@ -19,7 +19,6 @@ import {
 import { parseTrainConfig } from '../src/train/config.js';
 import { train } from '../src/train/run.js';
 
-const realLq = path.join(shared, 'data/real-lq');
 const fixture = JSON.parse(fs.readFileSync(path.join(repoRoot, 'test/fixtures/face_recognition_descriptors.json'), 'utf8')) as {
   faceApi: string; backend: string; images: { file: string; sha256: string; width: number; height: number; descriptor: number[] }[];
 };

@@ -16,11 +16,10 @@ import { MNET_PRIORS, priorBoxes } from '../src/face/priors.js';
 import { DEFAULT_DETECTOR, loadDetector, parseDetectorName } from '../src/face/detectors.js';
 import { FFHQ_TEMPLATE_512 } from '../src/face/align.js';
 import { restorePhoto } from '../src/photo/restore_photo.js';
-import { convertParityA, noFixtures, repoRoot, shared, tempDir } from './helpers.js';
+import { convertParityA, noFixtures, realLq, repoRoot, shared, tempDir } from './helpers.js';
 import { OSDFace } from '../src/osdface.js';
 
 const fixture = path.join(shared, 'fixtures/retinaface');
-const realLq = path.join(shared, 'data/real-lq');
 const whole = path.join(shared, 'data/whole');
 const skip = [fixture, realLq, whole].every((d) => fs.existsSync(d)) ? false : `RetinaFace fixture or face images not found under ${shared}`;
 const IOD_512 = Math.hypot(FFHQ_TEMPLATE_512[1][0] - FFHQ_TEMPLATE_512[0][0], FFHQ_TEMPLATE_512[1][1] - FFHQ_TEMPLATE_512[0][1]);
