@@ -10,17 +10,13 @@
  *
  * /tmp/bl comes from `osdface degrade` (bench/RESULTS.md, "Baselines").
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { evalMeans, osdface } from './osdface_cli.js';
 
 const WS = [0, 0.25, 0.5, 0.75, 1];
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const cli = path.join(root, 'dist/src/cli/main.js');
-const niqeParams = path.join(root, '../shared/weights/niqe_pris_params.npz');
 
 type Scores = { psnr: number; ssim: number; niqe: number; lmd: number; ids: number; psnrIn: number; ssimIn: number };
 
@@ -29,17 +25,10 @@ function arg(name: string): string | undefined {
   return i > 0 ? process.argv[i + 1] : undefined;
 }
 
-function osdface(args: string[]): string {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`osdface ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  return r.stdout;
-}
-
 function evaluate(pred: string, gt: string, lq: string): Scores {
-  const toGt = JSON.parse(osdface(['eval', '--pred', pred, '--gt', gt, '--metrics', 'psnr,ssim,niqe,lmd,ids', '--niqe-params', niqeParams, '--json'])).mean;
-  const toIn = JSON.parse(osdface(['eval', '--pred', pred, '--gt', lq, '--metrics', 'psnr,ssim', '--json'])).mean;
-  const num = (v: number | string) => (typeof v === 'number' ? v : Number(v.replace('inf', 'Infinity')));
-  return { psnr: num(toGt.psnr), ssim: num(toGt.ssim), niqe: num(toGt.niqe), lmd: num(toGt.lmd), ids: num(toGt.ids), psnrIn: num(toIn.psnr), ssimIn: num(toIn.ssim) };
+  const toGt = evalMeans(pred, gt, ['psnr', 'ssim', 'niqe', 'lmd', 'ids']);
+  const toIn = evalMeans(pred, lq, ['psnr', 'ssim']);
+  return { ...toGt, psnrIn: toIn.psnr, ssimIn: toIn.ssim };
 }
 
 async function blend(restoredDir: string, lqDir: string, outDir: string, w: number): Promise<void> {

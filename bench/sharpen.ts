@@ -11,14 +11,13 @@
  * The folders come from `osdface degrade ... --gt-out` and `osdface restore --aligned`
  * (bench/RESULTS.md, "The default model").
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { lowpass } from '../src/pipeline/input_low_frequency.js';
 import { floatTensor } from '../src/tensor.js';
+import { evalMeans } from './osdface_cli.js';
 
 const UNSHARP: { sigma: number; amount: number }[] = [
   { sigma: 0.7, amount: 0.5 }, { sigma: 1, amount: 0.5 }, { sigma: 1, amount: 1 }, { sigma: 2, amount: 0.5 },
@@ -26,10 +25,6 @@ const UNSHARP: { sigma: number; amount: number }[] = [
 const DETAIL: { radius: number; amount: number }[] = [
   { radius: 0, amount: 0.4 }, { radius: 1, amount: 1 }, { radius: 2, amount: 0.7 }, { radius: 2, amount: 1 }, { radius: 3, amount: 1 },
 ];
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const cli = path.join(root, 'dist/src/cli/main.js');
-const niqeParams = path.join(root, '../shared/weights/niqe_pris_params.npz');
 
 type Scores = { psnr: number; ssim: number; niqe: number };
 type Rgb = { data: Buffer; width: number; height: number };
@@ -39,12 +34,7 @@ function arg(name: string): string | undefined {
   return i > 0 ? process.argv[i + 1] : undefined;
 }
 
-function evaluate(pred: string, gt: string): Scores {
-  const r = spawnSync(process.execPath, [cli, 'eval', '--pred', pred, '--gt', gt, '--metrics', 'psnr,ssim,niqe', '--niqe-params', niqeParams, '--json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`osdface eval --pred ${pred} failed (${r.status}):\n${r.stderr}`);
-  const mean = JSON.parse(r.stdout).mean as Record<string, number>;
-  return { psnr: mean['psnr']!, ssim: mean['ssim']!, niqe: mean['niqe']! };
-}
+const evaluate = (pred: string, gt: string): Scores => evalMeans(pred, gt, ['psnr', 'ssim', 'niqe']);
 
 async function readRgb(file: string): Promise<Rgb> {
   const { data, info } = await sharp(file).removeAlpha().raw().toBuffer({ resolveWithObject: true });
