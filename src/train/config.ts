@@ -26,9 +26,12 @@ export interface TrainConfig {
   /**
    * Starting weights: `vae`, a TAESD-family folder (taef2_encoder.pth, taef2_decoder.pth); `from`, a run
    * folder or checkpoint file of an earlier stage, or a list of them read in order (a later file's
-   * tensors replace an earlier one's: a generator from one stage, a critic warmed up in another).
+   * tensors replace an earlier one's: a generator from one stage, a critic warmed up in another);
+   * `unetLayersAdded`, the `from` files hold a UNet with that many fewer layers per block, grown
+   * here with identity layers (src/train/deepen_unet.ts). Absent from a config that does not set
+   * it, so older configs keep their hash.
    */
-  init: { vae: string | null; from: string | string[] | null };
+  init: { vae: string | null; from: string | string[] | null; unetLayersAdded?: number };
   /** Which weights train: all of unet/vae/embedding_change, or LoRA adapters on the UNet; `frozen` key prefixes stay fixed. */
   trainable: { mode: 'full' | 'lora'; lora: { rank: number; alpha: number; targets: string[] }; frozen: string[] };
   /**
@@ -145,7 +148,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const model = obj(modelRaw, 'model');
   known(model, 'model', ['unet', 'vae', 'vre', 'promptChannels', 'timestep']);
   const init = obj(root['init'], 'init');
-  known(init, 'init', ['vae', 'from']);
+  known(init, 'init', ['vae', 'from', 'unetLayersAdded']);
   const existing = (o: Json, key: string, p: string): string | null => {
     if (o[key] === undefined) return null;
     const f = path.resolve(base, str(o, key, p));
@@ -203,6 +206,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
       from: Array.isArray(init['from'])
         ? (init['from'] as unknown[]).map((_, i) => existing(init['from'] as Json, String(i), `init.from[${i}]`)!)
         : existing(init, 'from', 'init.from'),
+      ...(init['unetLayersAdded'] === undefined ? {} : { unetLayersAdded: num(init, 'unetLayersAdded', 'init.unetLayersAdded', undefined, 1, 16, true) }),
     },
     trainable: {
       mode: mode as 'full' | 'lora',
@@ -229,6 +233,13 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     sampleEvery: num(root, 'sampleEvery', 'sampleEvery', 50, 1, 1e9, true),
     evalEvery: num(root, 'evalEvery', 'evalEvery', 50, 1, 1e9, true),
   };
+  if (cfg.init.unetLayersAdded !== undefined) {
+    if (cfg.init.from === null) fail('init.unetLayersAdded', 'grows the UNet of init.from: give init.from (the stage to deepen)');
+    const layers = cfg.model.unet['layers_per_block'];
+    if (typeof layers !== 'number' || layers - cfg.init.unetLayersAdded < 1) {
+      fail('init.unetLayersAdded', `needs model.unet.layers_per_block (one number) above ${cfg.init.unetLayersAdded}, found ${JSON.stringify(layers)}`);
+    }
+  }
   // encoderDists and the projected critic read a frozen copy of a pretrained tiny autoencoder's encoder.
   const frozenEncoderCopy = cfg.model.vae['_class_name'] === 'AutoencoderTiny' && cfg.init.vae !== null;
   const needsFrozenEncoderCopy = 'needs a tiny autoencoder (model.vae._class_name "AutoencoderTiny") and its pretrained weights in init.vae';

@@ -36,6 +36,7 @@ import { SpectralNorm } from './spectral_norm.js';
 import { identityLoss, isRecognitionParam, loadRecognitionWeights } from '../face/recognition.js';
 import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
 import { EncoderDists } from './encoder_dists.js';
+import { deepenUNetParams } from './deepen_unet.js';
 
 export interface StepLog {
   step: number;
@@ -73,10 +74,13 @@ function psnr(a: Float32Array, b: Float32Array, from: number, n: number): number
   return se === 0 ? Infinity : 10 * Math.log10(n / se);
 }
 
-/** Starting weights from `init`: the pretrained autoencoder, then an earlier stage's checkpoint over it. */
+/**
+ * Starting weights from `init`: the pretrained autoencoder, then an earlier stage's checkpoint over
+ * it (its UNet deepened first when `init.unetLayersAdded` says so).
+ */
 export function startingWeights(cfg: TrainConfig, vaeModule: AutoencoderKL | AutoencoderTiny, shapes: Map<string, number[]>): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
-  const { vae, from } = cfg.init;
+  const { vae, from, unetLayersAdded } = cfg.init;
   if (vae) {
     const store = taef2Store(vae);
     for (const [k] of vaeModule.namedParameters()) {
@@ -90,7 +94,9 @@ export function startingWeights(cfg: TrainConfig, vaeModule: AutoencoderKL | Aut
     const file = checkpointFile(source);
     const critic = new Map<string, Float32Array>();
     let otherCritic = false;
-    for (const [k, t] of readCheckpointParams(file)) {
+    const params = readCheckpointParams(file);
+    const grown = unetLayersAdded ? deepenUNetParams(params, shapes, cfg.model.unet['layers_per_block'] as number, unetLayersAdded) : params;
+    for (const [k, t] of grown) {
       const shape = shapes.get(k);
       if (!shape) continue;
       const isCritic = k.startsWith('discriminator.');
