@@ -16,6 +16,8 @@
  * Keys are the checkpoint's (diffusers' UNet2DConditionModel paths, no prefix).
  */
 
+import { numel } from '../tensor.js';
+
 const LAYER = /^(down_blocks|up_blocks)\.(\d+)\.(resnets|attentions)\.(\d+)\.(.+)$/;
 
 /** Where a trained layer's key goes in the deepened UNet (down layers keep their index; up layer i >= 1 moves to i + added). */
@@ -38,7 +40,7 @@ export function isAddedLayerKey(key: string, trainedLayersPerBlock: number, adde
  * for a parameter that may start anywhere (the caller's usual initialisation): its branch is zeroed.
  */
 export function identityInit(key: string, shape: number[]): Float32Array | undefined {
-  const size = shape.reduce((a, b) => a * b, 1);
+  const size = numel(shape);
   if (/\.resnets\.\d+\.conv2\.(weight|bias)$/.test(key) || /\.attentions\.\d+\.proj_out\.(weight|bias)$/.test(key)) return new Float32Array(size);
   if (/\.resnets\.\d+\.conv_shortcut\.bias$/.test(key)) return new Float32Array(size);
   if (/\.resnets\.\d+\.conv_shortcut\.weight$/.test(key)) {
