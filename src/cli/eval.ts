@@ -54,6 +54,9 @@ options:
                          psnr/ssim: on RGB, data range 255, no border cropped (crop_border 0);
                          identical images give psnr inf. _y: on BT.601 luma (MATLAB rgb2ycbcr).
                          niqe: no-reference, of the restored image (lower is better).
+                         lattice: no-reference, how much of the restored image's fine
+                         detail repeats on an 8-pixel grid (a decoder's mesh): about 1
+                         for photographs, well above 1 for a mesh.
                          lmd: mean distance (px) of the 68 face landmarks of face-api's net
                          (shipped in its npm package) on restored vs ground truth, in the face
                          box found on the ground truth (lower is better).

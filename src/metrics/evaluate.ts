@@ -11,14 +11,15 @@ import { decodeImage, type RgbImage } from '../image/io.js';
 import { baseName, errorMessage, listImages } from '../degrade/args.js';
 import { psnr, ssim } from './psnr_ssim.js';
 import { niqe, type NiqeParams } from './niqe.js';
+import { latticeRatio } from './lattice.js';
 import type { WeightedMetric } from './unavailable.js';
 import { featureStats, fidFromStats } from './fid.js';
 import type { GaussianStats } from './frechet.js';
 import type { LandmarkDistance } from './lmd.js';
 import type { FaceRecognizer } from '../face/recognition.js';
 
-export type MetricName = 'psnr' | 'ssim' | 'psnr_y' | 'ssim_y' | 'niqe' | 'lmd' | 'ids' | 'lpips' | 'dists' | 'fid';
-export const METRIC_NAMES: readonly MetricName[] = ['psnr', 'ssim', 'psnr_y', 'ssim_y', 'niqe', 'lmd', 'ids', 'lpips', 'dists', 'fid'];
+export type MetricName = 'psnr' | 'ssim' | 'psnr_y' | 'ssim_y' | 'niqe' | 'lattice' | 'lmd' | 'ids' | 'lpips' | 'dists' | 'fid';
+export const METRIC_NAMES: readonly MetricName[] = ['psnr', 'ssim', 'psnr_y', 'ssim_y', 'niqe', 'lattice', 'lmd', 'ids', 'lpips', 'dists', 'fid'];
 /** Metrics that need network weights the user supplies (see METRIC_REQUIREMENTS). */
 export const WEIGHTED_METRICS: readonly WeightedMetric[] = ['lpips', 'dists', 'fid'];
 /** Metrics of a whole set, not of each image. */
@@ -230,6 +231,10 @@ export async function evaluatePairs(pairing: Pairing, opts: EvaluateOptions): Pr
         }
         if (m === 'niqe') {
           if (pred) r.values.niqe = niqe(pred, opts.niqeParams!);
+          continue;
+        }
+        if (m === 'lattice') {
+          if (pred) r.values.lattice = latticeRatio(pred);
           continue;
         }
         if (!sameSize) continue;

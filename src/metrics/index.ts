@@ -2,6 +2,7 @@
 
 export { psnr, ssim, ssimPlane, rgbToY, channel, type Plane, type FullReferenceOptions } from './psnr_ssim.js';
 export { niqe, niqePlane, loadNiqeParams, type NiqeParams } from './niqe.js';
+export { latticeRatio } from './lattice.js';
 export { imresize } from './matlab_resize.js';
 export { readNpz, parseNpy, type NpyArray } from './npz.js';
 export { MetricUnavailableError, METRIC_REQUIREMENTS, requireWeightFiles, type WeightedMetric, type UnavailableMetric } from './unavailable.js';

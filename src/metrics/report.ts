@@ -32,6 +32,7 @@ const METRIC_NOTES: Record<MetricName, string> = {
   psnr_y: 'PSNR on BT.601 luma as MATLAB rgb2ycbcr (higher is better)',
   ssim_y: 'SSIM on BT.601 luma as MATLAB rgb2ycbcr (higher is better)',
   niqe: 'NIQE of the restored image alone (lower is better)',
+  lattice: 'lattice ratio of the restored image alone: fine detail repeating on an 8-pixel grid, about 1 for photographs (lower is better)',
   lmd: 'LMD: mean distance in pixels of the 68 face landmarks, restored vs ground truth (lower is better)',
   ids: "IDS: cosine of face-api's face descriptors, restored vs ground truth (higher is better)",
   lpips: 'LPIPS per pair (lower is better)',
