@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AdamWConfig } from './optim.js';
 import { PRESET_NAMES, type PresetName } from '../degrade/recipe.js';
+import { LATTICE_PATCH } from './lattice.js';
 
 /** What a GAN critic judges: the image, its detail (the image minus its blur), or the frozen TAEF2 encoder's features of it. */
 export const CRITIC_INPUTS = ['image', 'detail', 'encoder'] as const;
@@ -39,10 +40,14 @@ export interface TrainConfig {
    * latent: MSE between the predicted x0 and the scaled latent of the HQ image;
    * encoderDists: DISTS's form on the features of TAEF2's pretrained encoder (frozen, from
    * `init.vae`), a perceptual term with no downloaded weights; encoderDistsEdges: the same distance
-   * between the Sobel edge maps (OSDFace's edge-aware half). Absent from a config that does not set
-   * them, so older configs keep their hash.
+   * between the Sobel edge maps (OSDFace's edge-aware half); encoderGram: EnhanceNet's texture loss,
+   * the mean squared difference of Gram matrices over 16x16-pixel patches of that encoder's full-,
+   * half- and quarter-resolution features (src/train/patch_gram.ts); lattice: the mean squared
+   * difference between output and target of the grey detail's per-patch means at each position of
+   * the 8-pixel cell (src/train/lattice.ts), against a mesh locked to the latent grid. Absent from a
+   * config that does not set them, so older configs keep their hash.
    */
-  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[]; encoderDists?: number; encoderDistsEdges?: number };
+  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[]; encoderDists?: number; encoderDistsEdges?: number; encoderGram?: number; lattice?: number };
   /**
    * The PatchGAN discriminator of GAN guidance: `layers` strided 4x4 convolutions, the first `width`
    * channels wide, doubling after. Left out: width 32 and 2 layers (it sees 18-pixel patches); `lr`, the critic's peak learning rate on the generator's schedule (left
@@ -165,7 +170,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const targets = lora['targets'] ?? OSDFACE_LORA_TARGETS;
   if (!Array.isArray(targets) || targets.some((t) => typeof t !== 'string')) fail('trainable.lora.targets', 'must be a list of module name suffixes');
   const loss = obj(root['loss'], 'loss');
-  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights', 'encoderDists', 'encoderDistsEdges']);
+  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice']);
   const pw = loss['perceptualWeights'] ?? [];
   if (!Array.isArray(pw) || pw.some((f) => typeof f !== 'string')) fail('loss.perceptualWeights', 'must be a list of weight file paths');
   const perceptualWeights = (pw as string[]).map((f) => path.resolve(base, f));
@@ -218,6 +223,8 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
       perceptual: num(loss, 'perceptual', 'loss.perceptual', 0, 0), latent: num(loss, 'latent', 'loss.latent', 0, 0), perceptualWeights,
       ...(loss['encoderDists'] === undefined ? {} : { encoderDists: num(loss, 'encoderDists', 'loss.encoderDists', 0, 0) }),
       ...(loss['encoderDistsEdges'] === undefined ? {} : { encoderDistsEdges: num(loss, 'encoderDistsEdges', 'loss.encoderDistsEdges', 0, 0) }),
+      ...(loss['encoderGram'] === undefined ? {} : { encoderGram: num(loss, 'encoderGram', 'loss.encoderGram', 0, 0) }),
+      ...(loss['lattice'] === undefined ? {} : { lattice: num(loss, 'lattice', 'loss.lattice', 0, 0) }),
     },
     optim: {
       lr: num(optim, 'lr', 'optim.lr', 1e-3, 0, 10), betas: betas as [number, number], eps: num(optim, 'eps', 'optim.eps', 1e-8, 0),
@@ -274,8 +281,12 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     if ((crop > 0 ? crop : size) < 4 * downscale) fail('discriminator.layers', `${cfg.discriminator.layers} layers shrink a ${crop > 0 ? crop : size}-pixel training image below 4 pixels`);
   }
   if (crop > 0 && crop % 8 !== 0) fail('data.crop', `must be a multiple of 8 (the autoencoder's factor), found ${crop}`);
-  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + (cfg.loss.encoderDists ?? 0) + (cfg.loss.encoderDistsEdges ?? 0) === 0) fail('loss', 'needs at least one positive weight');
-  for (const key of ['encoderDists', 'encoderDistsEdges'] as const) {
+  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + (cfg.loss.encoderDists ?? 0) + (cfg.loss.encoderDistsEdges ?? 0) + (cfg.loss.encoderGram ?? 0) + (cfg.loss.lattice ?? 0) === 0) fail('loss', 'needs at least one positive weight');
+  const trainedSide = crop > 0 ? crop : size;
+  if ((cfg.loss.lattice ?? 0) > 0 && trainedSide % LATTICE_PATCH !== 0) {
+    fail('loss.lattice', `averages ${LATTICE_PATCH}-pixel patches: data.${crop > 0 ? 'crop' : 'size'} must be a multiple of ${LATTICE_PATCH}, found ${trainedSide}`);
+  }
+  for (const key of ['encoderDists', 'encoderDistsEdges', 'encoderGram'] as const) {
     if ((cfg.loss[key] ?? 0) > 0 && !frozenEncoderCopy) fail(`loss.${key}`, `${needsFrozenEncoderCopy}: the frozen feature encoder is a copy of them`);
   }
   if (cfg.loss.perceptual > 0 && perceptualWeights.length === 0) {

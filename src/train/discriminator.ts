@@ -18,7 +18,7 @@ import type { CriticInput } from './config.js';
 import { floatTensor, type FloatTensor } from '../tensor.js';
 
 /** Per-channel 5x5 binomial blur ([1 4 6 4 1]/16 in each direction), zero beyond the edges (real and restored alike). */
-function gaussianBlur5(g: Graph, x: Value): Value {
+export function gaussianBlur5(g: Graph, x: Value): Value {
   const channels = x.shape[1]!;
   const taps = [1, 4, 6, 4, 1].map((v) => v / 16);
   const kernel = new Float32Array(channels * 25);

@@ -36,6 +36,7 @@ import { SpectralNorm } from './spectral_norm.js';
 import { identityLoss, isRecognitionParam, loadRecognitionWeights } from '../face/recognition.js';
 import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
 import { EncoderDists } from './encoder_dists.js';
+import { LATTICE_CELL, LATTICE_PATCH, latticeDistance } from './lattice.js';
 import { deepenUNetParams } from './deepen_unet.js';
 
 export interface StepLog {
@@ -55,6 +56,10 @@ export interface StepLog {
   encoderDists?: number;
   /** With loss.encoderDistsEdges > 0: that distance between the edge maps, before its weight. */
   encoderDistsEdges?: number;
+  /** With loss.encoderGram > 0: that texture distance, before its weight. */
+  encoderGram?: number;
+  /** With loss.lattice > 0: that distance, before its weight. */
+  lattice?: number;
   val?: { loss: number; psnr: number; inputPsnr: number };
 }
 
@@ -247,7 +252,7 @@ export class Trainer {
     this.ec = new TwoLayerConv1x1(this.vre.quantize.embedDim, m.promptChannels);
     if (cfg.loss.perceptual > 0) this.dists = new Dists();
     const projectedCritic = cfg.loss.gan > 0 && cfg.discriminator?.input === 'encoder';
-    if ((cfg.loss.encoderDists ?? 0) > 0 || (cfg.loss.encoderDistsEdges ?? 0) > 0 || projectedCritic) this.encoderDists = new EncoderDists(this.vae as AutoencoderTiny);
+    if ((cfg.loss.encoderDists ?? 0) > 0 || (cfg.loss.encoderDistsEdges ?? 0) > 0 || (cfg.loss.encoderGram ?? 0) > 0 || projectedCritic) this.encoderDists = new EncoderDists(this.vae as AutoencoderTiny);
     const graph = this.buildGraph(false);
     const trainable = (k: string) => !cfg.trainable.frozen.some((prefix) => k.startsWith(prefix)) &&
       (cfg.trainable.mode === 'lora' ? /\.lora_[AB]\.weight$/.test(k) || this.ec.namedParameters().some(([e]) => e === k) : true);
@@ -354,6 +359,16 @@ export class Trainer {
       const distance = op.reduceMean(this.encoderDists!.forwardEdges(g, out, hq), [0], false);
       g.output(distance, 'encoderDistsEdges');
       terms.push(op.mul(distance, this.cfg.loss.encoderDistsEdges!));
+    }
+    if ((this.cfg.loss.encoderGram ?? 0) > 0) {
+      const distance = op.reduceMean(this.encoderDists!.texture(g, out, hq), [0], false);
+      g.output(distance, 'encoderGram');
+      terms.push(op.mul(distance, this.cfg.loss.encoderGram!));
+    }
+    if ((this.cfg.loss.lattice ?? 0) > 0) {
+      const distance = op.reduceMean(latticeDistance(g, out, hq, LATTICE_CELL, LATTICE_PATCH), [0], false);
+      g.output(distance, 'lattice');
+      terms.push(op.mul(distance, this.cfg.loss.lattice!));
     }
     if (this.critic) {
       // Hinge generator loss: raise the discriminator's score of the restored image.
@@ -497,6 +512,8 @@ export class Trainer {
     if (out.latent) log.latent = (out.latent.data as Float32Array)[0]!;
     if (out.encoderDists) log.encoderDists = (out.encoderDists.data as Float32Array)[0]!;
     if (out.encoderDistsEdges) log.encoderDistsEdges = (out.encoderDistsEdges.data as Float32Array)[0]!;
+    if (out.encoderGram) log.encoderGram = (out.encoderGram.data as Float32Array)[0]!;
+    if (out.lattice) log.lattice = (out.lattice.data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
       const d = await this.dSession.run({ real: hq, fake: out.out!, ...shift, ...Object.fromEntries([...critic].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
