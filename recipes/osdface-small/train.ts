@@ -98,6 +98,17 @@ export const STAGES: { name: string; endAt: number; average: number; start?: Ble
   // beat the export as shipped on the hold-out faces (26.43 dB / 0.7661 / NIQE 6.39 against 26.35 /
   // 0.7650 / 6.84) and reached NIQE 7.00 on the test faces, but the ensemble doubles the time a face
   // takes, past the speed goal (the model card has the figures).
+  // Nor stage24-pixel-again.json (L1 alone, 250 more steps from stage 8) and stage25-deeper-unet.json
+  // (stage 24's UNet deepened to 2 layers per block): the faithful end did not move on the test faces.
+  // Nor stage26-encoder-gram.json (stage 17's losses + loss.encoderGram, EnhanceNet's texture loss on
+  // the frozen TAEF2 encoder, from the export): hold-out NIQE 5.54 at step 50, with a mesh locked to
+  // the decoder's 8-pixel cells (lattice ratio 5.55; photographs about 1). Nor stage27-gram-lattice.json
+  // (stage 26 with loss.lattice beside it: lattice 1.63, hold-out 26.20 dB / 0.7483 / NIQE 5.85 alone
+  // at step 150). Its weights stay in state/: by the export rule, 0.195·stage 8 + 0.135·stage 14 +
+  // 0.12·stage 17 + 0.55·stage 27 would ship (hold-out 26.40 / 0.7653 / 6.66 against 26.35 / 0.7650 /
+  // 6.84, lattice 1.86 against 4.38), but on the test faces its SSIM is 0.7198, under the goal of 0.72
+  // that the package meets (0.7213), so it is not shipped. Nor stage28-gram-lattice-again.json (stage
+  // 27's losses again from that mix): its blends with stage 8 lie below the mix's.
 ];
 
 /**
