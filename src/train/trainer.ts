@@ -39,6 +39,9 @@ import { EncoderDists } from './encoder_dists.js';
 import { LATTICE_CELL, LATTICE_PATCH, latticeDistance } from './lattice.js';
 import { deepenUNetParams } from './deepen_unet.js';
 
+/** Loss terms the training graph outputs under these names and StepLog records, before their weights. */
+const LOGGED_TERMS = ['identity', 'latent', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice'] as const;
+
 export interface StepLog {
   step: number;
   loss: number;
@@ -350,25 +353,18 @@ export class Trainer {
       g.output(perceptual, 'perceptual');
       terms.push(op.mul(perceptual, this.cfg.loss.perceptual));
     }
-    if ((this.cfg.loss.encoderDists ?? 0) > 0) {
-      const distance = op.reduceMean(this.encoderDists!.forward(g, out, hq), [0], false);
-      g.output(distance, 'encoderDists');
-      terms.push(op.mul(distance, this.cfg.loss.encoderDists!));
-    }
-    if ((this.cfg.loss.encoderDistsEdges ?? 0) > 0) {
-      const distance = op.reduceMean(this.encoderDists!.forwardEdges(g, out, hq), [0], false);
-      g.output(distance, 'encoderDistsEdges');
-      terms.push(op.mul(distance, this.cfg.loss.encoderDistsEdges!));
-    }
-    if ((this.cfg.loss.encoderGram ?? 0) > 0) {
-      const distance = op.reduceMean(this.encoderDists!.texture(g, out, hq), [0], false);
-      g.output(distance, 'encoderGram');
-      terms.push(op.mul(distance, this.cfg.loss.encoderGram!));
-    }
-    if ((this.cfg.loss.lattice ?? 0) > 0) {
-      const distance = op.reduceMean(latticeDistance(g, out, hq, LATTICE_CELL, LATTICE_PATCH), [0], false);
-      g.output(distance, 'lattice');
-      terms.push(op.mul(distance, this.cfg.loss.lattice!));
+    // Per-image distances, averaged over the batch; logged before their weight (StepLog's key).
+    const distanceTerms: [key: (typeof LOGGED_TERMS)[number], weight: number | undefined, distance: () => Value][] = [
+      ['encoderDists', this.cfg.loss.encoderDists, () => this.encoderDists!.forward(g, out, hq)],
+      ['encoderDistsEdges', this.cfg.loss.encoderDistsEdges, () => this.encoderDists!.forwardEdges(g, out, hq)],
+      ['encoderGram', this.cfg.loss.encoderGram, () => this.encoderDists!.texture(g, out, hq)],
+      ['lattice', this.cfg.loss.lattice, () => latticeDistance(g, out, hq, LATTICE_CELL, LATTICE_PATCH)],
+    ];
+    for (const [key, weight, distance] of distanceTerms) {
+      if ((weight ?? 0) <= 0) continue;
+      const batchMean = op.reduceMean(distance(), [0], false);
+      g.output(batchMean, key);
+      terms.push(op.mul(batchMean, weight!));
     }
     if (this.critic) {
       // Hinge generator loss: raise the discriminator's score of the restored image.
@@ -508,12 +504,7 @@ export class Trainer {
     const { lr, gradNorm } = adamWStep(this.cfg.optim, this.opt, this.params, grads);
     const loss = (out.loss!.data as Float32Array)[0]!;
     const log: StepLog = { step: this.opt.step, loss, lr, gradNorm, imagesPerSecond: 0 };
-    if (out.identity) log.identity = (out.identity.data as Float32Array)[0]!;
-    if (out.latent) log.latent = (out.latent.data as Float32Array)[0]!;
-    if (out.encoderDists) log.encoderDists = (out.encoderDists.data as Float32Array)[0]!;
-    if (out.encoderDistsEdges) log.encoderDistsEdges = (out.encoderDistsEdges.data as Float32Array)[0]!;
-    if (out.encoderGram) log.encoderGram = (out.encoderGram.data as Float32Array)[0]!;
-    if (out.lattice) log.lattice = (out.lattice.data as Float32Array)[0]!;
+    for (const key of LOGGED_TERMS) if (out[key]) log[key] = (out[key].data as Float32Array)[0]!;
     if (this.dSession) {
       // The alternating discriminator step on this batch's real images and the generator's outputs.
       const d = await this.dSession.run({ real: hq, fake: out.out!, ...shift, ...Object.fromEntries([...critic].map(([k, v]) => [k, floatTensor(this.dShape(k), v)])) });
