@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import sharp from 'sharp';
-import { shared, taef2Weights, tempDir } from './helpers.js';
+import { shared, taef2Weights, tempDir, tinyTaef2Config, trainingFace } from './helpers.js';
 import { Graph } from '../src/graph/ir.js';
 import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
@@ -11,7 +10,6 @@ import { Config } from '../src/models/config.js';
 import { AutoencoderTiny, TAEF2_CONFIG } from '../src/models/autoencoder_tiny.js';
 import { EncoderDists } from '../src/train/encoder_dists.js';
 import { shifted, shiftKernel, shiftKernelShape } from '../src/train/discriminator.js';
-import { parseTrainConfig } from '../src/train/config.js';
 import { train } from '../src/train/run.js';
 import { taef2Store } from '../src/weights/taesd.js';
 import { type FloatTensor, floatTensor } from '../src/tensor.js';
@@ -19,34 +17,7 @@ import { type FloatTensor, floatTensor } from '../src/tensor.js';
 const faces = path.join(shared, 'data/faces-hq/train');
 const skip = !fs.existsSync(taef2Weights) ? `TAEF2 weights not found at ${taef2Weights}` : !fs.existsSync(faces) ? `training faces not found at ${faces}` : false;
 
-async function face(size: number, blur = 0): Promise<FloatTensor> {
-  const file = path.join(faces, fs.readdirSync(faces).filter((f) => f.endsWith('.png')).sort()[0]!);
-  let image = sharp(file).resize(size, size).removeAlpha();
-  if (blur > 0) image = image.blur(blur);
-  const data = await image.raw().toBuffer();
-  const out = new Float32Array(3 * size * size);
-  for (let i = 0; i < size * size; i++) for (let c = 0; c < 3; c++) out[c * size * size + i] = data[i * 3 + c]! / 255;
-  return floatTensor([1, 3, size, size], out);
-}
-
-/** Four training faces copied into `root`, and a config of a tiny UNet and VRE around TAEF2 (32-pixel faces), with `settings` over it. */
-function tinyTaef2Config(root: string): (settings: Record<string, unknown>) => ReturnType<typeof parseTrainConfig> {
-  const trainDir = path.join(root, 'train');
-  fs.mkdirSync(trainDir);
-  for (const n of fs.readdirSync(faces).filter((f) => f.startsWith('dmdnet_')).slice(0, 4)) fs.copyFileSync(path.join(faces, n), path.join(trainDir, n));
-  return (settings) => parseTrainConfig({
-    data: { train: trainDir, holdout: 1, valImages: 1, size: 32, batch: 1, degradation: 'mild' },
-    model: {
-      vae: TAEF2_CONFIG,
-      unet: { in_channels: 32, out_channels: 32, block_out_channels: [16, 32], attention_head_dim: [2, 2], cross_attention_dim: 32, norm_num_groups: 4 },
-      vre: { ch: 8, ch_mult: [1, 2], attn_resolutions: [16], z_channels: 16, n_embed: 32, embed_dim: 16, n_min: 8, norm_num_groups: 4, resolution: 32 },
-      promptChannels: 32,
-    },
-    init: { vae: taef2Weights }, optim: { lr: 0.003, warmupSteps: 0, schedule: 'constant' },
-    steps: 2, seed: 1, threads: 1, out: path.join(root, 'run'), checkpointEvery: 2, sampleEvery: 2, evalEvery: 2,
-    ...settings,
-  }, path.join(root, 'config.json'));
-}
+const face = (size: number, blur = 0) => trainingFace(size, (s) => (blur > 0 ? s.blur(blur) : s));
 
 test('encoderDists: zero for the same face, growing with blur, from TAEF2\'s pretrained encoder', { skip }, async () => {
   const size = 96;

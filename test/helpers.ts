@@ -10,6 +10,8 @@ import sharp from 'sharp';
 import type { RgbImage } from '../src/image/io.js';
 import { toSquareTensor } from '../src/image/pixels.js';
 import type { FloatTensor } from '../src/tensor.js';
+import { parseTrainConfig, type TrainConfig } from '../src/train/config.js';
+import { TAEF2_CONFIG } from '../src/models/autoencoder_tiny.js';
 
 /** Repository root, from dist/test/helpers.js. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -35,6 +37,14 @@ export async function realFace(size = 64): Promise<{ rgb: RgbImage; face: FloatT
   const data = await sharp(file).resize(size, size).removeAlpha().raw().toBuffer();
   const rgb: RgbImage = { data: new Uint8Array(data), width: size, height: size, channels: 3 };
   return { rgb, face: toSquareTensor(rgb).tensor };
+}
+
+/** The first HQ training face at `size` px, through `change` (a blur, say), as a (1, 3, size, size) tensor of values in [0, 1]. */
+export async function trainingFace(size: number, change: (s: sharp.Sharp) => sharp.Sharp = (s) => s): Promise<FloatTensor> {
+  const faces = path.join(shared, 'data/faces-hq/train');
+  const file = path.join(faces, fs.readdirSync(faces).filter((f) => f.endsWith('.png')).sort()[0]!);
+  const data = await change(sharp(file).resize(size, size).removeAlpha()).raw().toBuffer();
+  return toSquareTensor({ data: new Uint8Array(data), width: size, height: size, channels: 3 }).tensor;
 }
 
 /** A copy of the model directory `dir` at `out`, with `settings` merged into its manifest's settings. */
@@ -88,3 +98,26 @@ export function throwsWeightErrorNamingFile(fn: () => unknown, file: string, ...
 /** The pretrained TAEF2 autoencoder (MIT) and its reference outputs, beside the repository. */
 export const taef2Weights = path.join(shared, 'weights/taef2');
 export const taef2Fixture = path.join(shared, 'fixtures/taef2');
+
+/**
+ * Four training faces copied into `root`, and a config of a tiny UNet and VRE around TAEF2 (32-pixel
+ * faces), with `settings` over it (`settings.data` over its data section, key by key).
+ */
+export function tinyTaef2Config(root: string): (settings: Record<string, unknown>) => TrainConfig {
+  const faces = path.join(shared, 'data/faces-hq/train');
+  const trainDir = path.join(root, 'train');
+  fs.mkdirSync(trainDir);
+  for (const n of fs.readdirSync(faces).filter((f) => f.startsWith('dmdnet_')).slice(0, 4)) fs.copyFileSync(path.join(faces, n), path.join(trainDir, n));
+  return ({ data, ...settings }) => parseTrainConfig({
+    data: { train: trainDir, holdout: 1, valImages: 1, size: 32, batch: 1, degradation: 'mild', ...(data as Record<string, unknown> | undefined) },
+    model: {
+      vae: TAEF2_CONFIG,
+      unet: { in_channels: 32, out_channels: 32, block_out_channels: [16, 32], attention_head_dim: [2, 2], cross_attention_dim: 32, norm_num_groups: 4 },
+      vre: { ch: 8, ch_mult: [1, 2], attn_resolutions: [16], z_channels: 16, n_embed: 32, embed_dim: 16, n_min: 8, norm_num_groups: 4, resolution: 32 },
+      promptChannels: 32,
+    },
+    init: { vae: taef2Weights }, optim: { lr: 0.003, warmupSteps: 0, schedule: 'constant' },
+    steps: 2, seed: 1, threads: 1, out: path.join(root, 'run'), checkpointEvery: 2, sampleEvery: 2, evalEvery: 2,
+    ...settings,
+  }, path.join(root, 'config.json'));
+}

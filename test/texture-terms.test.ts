@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import sharp from 'sharp';
-import { shared, taef2Weights, tempDir } from './helpers.js';
+import { shared, taef2Weights, tempDir, tinyTaef2Config, trainingFace as face } from './helpers.js';
 import { Graph } from '../src/graph/ir.js';
 import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
@@ -12,7 +11,6 @@ import { AutoencoderTiny, TAEF2_CONFIG } from '../src/models/autoencoder_tiny.js
 import { EncoderDists } from '../src/train/encoder_dists.js';
 import { patchGram, patchGramDistance } from '../src/train/patch_gram.js';
 import { LATTICE_CELL, LATTICE_PATCH, latticeDistance, latticePhaseMeans } from '../src/train/lattice.js';
-import { parseTrainConfig } from '../src/train/config.js';
 import { train } from '../src/train/run.js';
 import { taef2Store } from '../src/weights/taesd.js';
 import { type FloatTensor, floatTensor } from '../src/tensor.js';
@@ -105,14 +103,6 @@ test('lattice: a pattern repeated in every 8-pixel cell moves the phase means fa
   assert.ok(meshed > 5 * noisy && noisy > 0, `mesh ${meshed}, noise of the same power ${noisy}`);
 });
 
-async function face(size: number, change: (s: sharp.Sharp) => sharp.Sharp = (s) => s): Promise<FloatTensor> {
-  const file = path.join(faces, fs.readdirSync(faces).filter((f) => f.endsWith('.png')).sort()[0]!);
-  const data = await change(sharp(file).resize(size, size).removeAlpha()).raw().toBuffer();
-  const out = new Float32Array(3 * size * size);
-  for (let i = 0; i < size * size; i++) for (let c = 0; c < 3; c++) out[c * size * size + i] = data[i * 3 + c]! / 255;
-  return floatTensor([1, 3, size, size], out);
-}
-
 test('encoderGram texture distance on TAEF2\'s pretrained encoder: zero for the same face, growing with blur, raised by added noise', { skip }, async () => {
   const size = 128;
   const perceptual = new EncoderDists(new AutoencoderTiny(new Config(TAEF2_CONFIG, 'TAEF2')));
@@ -135,21 +125,8 @@ test('encoderGram texture distance on TAEF2\'s pretrained encoder: zero for the 
 });
 
 test('training with loss.encoderGram and loss.lattice: logged beside the other terms, from the frozen TAEF2 copy; configs name what they need', { skip }, async (t) => {
-  const root = tempDir(t, 'osdface-encoder-gram-');
-  const trainDir = path.join(root, 'train');
-  fs.mkdirSync(trainDir);
-  for (const n of fs.readdirSync(faces).filter((f) => f.startsWith('dmdnet_')).slice(0, 4)) fs.copyFileSync(path.join(faces, n), path.join(trainDir, n));
-  const config = (loss: Record<string, unknown>, init: Record<string, unknown> = { vae: taef2Weights }, crop = 0) => parseTrainConfig({
-    data: { train: trainDir, holdout: 1, valImages: 1, size: 32, crop, batch: 1, degradation: 'mild' },
-    model: {
-      vae: TAEF2_CONFIG,
-      unet: { in_channels: 32, out_channels: 32, block_out_channels: [16, 32], attention_head_dim: [2, 2], cross_attention_dim: 32, norm_num_groups: 4 },
-      vre: { ch: 8, ch_mult: [1, 2], attn_resolutions: [16], z_channels: 16, n_embed: 32, embed_dim: 16, n_min: 8, norm_num_groups: 4, resolution: 32 },
-      promptChannels: 32,
-    },
-    init, loss, optim: { lr: 0.003, warmupSteps: 0, schedule: 'constant' },
-    steps: 2, seed: 1, threads: 1, out: path.join(root, 'run'), checkpointEvery: 2, sampleEvery: 2, evalEvery: 2,
-  }, path.join(root, 'config.json'));
+  const tiny = tinyTaef2Config(tempDir(t, 'osdface-encoder-gram-'));
+  const config = (loss: Record<string, unknown>, init?: Record<string, unknown>, crop = 0) => tiny({ loss, data: { crop }, ...(init ? { init } : {}) });
   assert.throws(() => config({ l1: 1, encoderGram: 1 }, {}), /'loss\.encoderGram' needs a tiny autoencoder .* and its pretrained weights in init\.vae/);
   assert.throws(() => config({ l1: 1, encoderGram: -1 }), /'loss\.encoderGram'/);
   assert.throws(() => config({ l1: 1, lattice: 1 }, undefined, 24), /'loss\.lattice' averages 32-pixel patches: data\.crop must be a multiple of 32, found 24/);
