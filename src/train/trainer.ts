@@ -37,10 +37,11 @@ import { identityLoss, isRecognitionParam, loadRecognitionWeights } from '../fac
 import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
 import { EncoderDists } from './encoder_dists.js';
 import { LATTICE_CELL, LATTICE_PATCH, latticeDistance } from './lattice.js';
+import { ssimDistance } from './ssim_loss.js';
 import { deepenUNetParams } from './deepen_unet.js';
 
 /** Loss terms the training graph outputs under these names and StepLog records, before their weights. */
-const LOGGED_TERMS = ['identity', 'latent', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice'] as const;
+const LOGGED_TERMS = ['identity', 'latent', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice', 'ssim'] as const;
 
 export interface StepLog {
   step: number;
@@ -63,6 +64,8 @@ export interface StepLog {
   encoderGram?: number;
   /** With loss.lattice > 0: that distance, before its weight. */
   lattice?: number;
+  /** With loss.ssim > 0: 1 - SSIM, before its weight. */
+  ssim?: number;
   val?: { loss: number; psnr: number; inputPsnr: number };
 }
 
@@ -359,6 +362,7 @@ export class Trainer {
       ['encoderDistsEdges', this.cfg.loss.encoderDistsEdges, () => this.encoderDists!.forwardEdges(g, out, hq)],
       ['encoderGram', this.cfg.loss.encoderGram, () => this.encoderDists!.texture(g, out, hq)],
       ['lattice', this.cfg.loss.lattice, () => latticeDistance(g, out, hq, LATTICE_CELL, LATTICE_PATCH)],
+      ['ssim', this.cfg.loss.ssim, () => ssimDistance(g, out, hq)],
     ];
     for (const [key, weight, distance] of distanceTerms) {
       if ((weight ?? 0) <= 0) continue;
