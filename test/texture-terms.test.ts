@@ -124,19 +124,20 @@ test('encoderGram texture distance on TAEF2\'s pretrained encoder: zero for the 
   assert.ok(noisy > mild / 2, `noise σ 0.02: ${noisy}, blur σ 1: ${mild}`);
 });
 
-test('training with loss.encoderGram, loss.lattice and loss.ssim: logged beside the other terms, from the frozen TAEF2 copy; configs name what they need', { skip }, async (t) => {
+test('training with loss.encoderGram, loss.lattice, loss.ssim and loss.detailEnergy: logged beside the other terms, from the frozen TAEF2 copy; configs name what they need', { skip }, async (t) => {
   const tiny = tinyTaef2Config(tempDir(t, 'osdface-encoder-gram-'));
   const config = (loss: Record<string, unknown>, init?: Record<string, unknown>, crop = 0) => tiny({ loss, data: { crop }, ...(init ? { init } : {}) });
   assert.throws(() => config({ l1: 1, encoderGram: 1 }, {}), /'loss\.encoderGram' needs a tiny autoencoder .* and its pretrained weights in init\.vae/);
   assert.throws(() => config({ l1: 1, encoderGram: -1 }), /'loss\.encoderGram'/);
   assert.throws(() => config({ l1: 1, lattice: 1 }, undefined, 24), /'loss\.lattice' averages 32-pixel patches: data\.crop must be a multiple of 32, found 24/);
   assert.throws(() => config({ l1: 1, ssim: 1 }, undefined, 8), /'loss\.ssim' needs training images of at least 11 pixels \(SSIM's Gaussian window\), found data\.crop 8/);
-  assert.ok(!['encoderGram', 'lattice', 'ssim'].some((k) => k in config({ l1: 1 }).loss), 'a config without the keys keeps its hash');
-  const { trainer, logs } = await train(config({ mse: 0, l1: 1, encoderGram: 10, lattice: 1000, ssim: 1 }), { onLog: () => {} });
+  assert.throws(() => config({ l1: 1, detailEnergy: 1 }, undefined, 24), /'loss\.detailEnergy' compares 16-pixel patches: data\.crop must be a multiple of 16, found 24/);
+  assert.ok(!['encoderGram', 'lattice', 'ssim', 'detailEnergy'].some((k) => k in config({ l1: 1 }).loss), 'a config without the keys keeps its hash');
+  const { trainer, logs } = await train(config({ mse: 0, l1: 1, encoderGram: 10, lattice: 1000, ssim: 1, detailEnergy: 100 }), { onLog: () => {} });
   assert.equal(logs.length, 2);
   for (const l of logs) {
-    assert.ok(l.encoderGram! > 0 && l.lattice! > 0 && l.ssim! > 0 && l.ssim! <= 2, JSON.stringify(l));
-    assert.ok(l.loss > 10 * l.encoderGram! + 1000 * l.lattice! + l.ssim!, JSON.stringify(l));
+    assert.ok(l.encoderGram! > 0 && l.lattice! > 0 && l.ssim! > 0 && l.ssim! <= 2 && l.detailEnergy! > 0, JSON.stringify(l));
+    assert.ok(l.loss > 10 * l.encoderGram! + 1000 * l.lattice! + l.ssim! + 100 * l.detailEnergy!, JSON.stringify(l));
   }
   assert.ok(![...trainer.params.keys()].some((k) => k.startsWith('perceptual_encoder.')), 'the encoder copy is frozen');
 });

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { AdamWConfig } from './optim.js';
 import { PRESET_NAMES, type PresetName } from '../degrade/recipe.js';
 import { LATTICE_PATCH } from './lattice.js';
+import { DETAIL_ENERGY_PATCH } from './detail_energy.js';
 
 /** What a GAN critic judges: the image, its detail (the image minus its blur), or the frozen TAEF2 encoder's features of it. */
 export const CRITIC_INPUTS = ['image', 'detail', 'encoder'] as const;
@@ -45,10 +46,11 @@ export interface TrainConfig {
    * half- and quarter-resolution features (src/train/patch_gram.ts); lattice: the mean squared
    * difference between output and target of the grey detail's per-patch means at each position of
    * the 8-pixel cell (src/train/lattice.ts), against a mesh locked to the latent grid; ssim: 1 - SSIM
-   * as `osdface eval` measures it (src/train/ssim_loss.ts). Absent from a
-   * config that does not set them, so older configs keep their hash.
+   * as `osdface eval` measures it (src/train/ssim_loss.ts); detailEnergy: the mean squared
+   * difference of the RMS of the two finest grey bands per 16-pixel patch (src/train/detail_energy.ts).
+   * Absent from a config that does not set them, so older configs keep their hash.
    */
-  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[]; encoderDists?: number; encoderDistsEdges?: number; encoderGram?: number; lattice?: number; ssim?: number };
+  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[]; encoderDists?: number; encoderDistsEdges?: number; encoderGram?: number; lattice?: number; ssim?: number; detailEnergy?: number };
   /**
    * The PatchGAN discriminator of GAN guidance: `layers` strided 4x4 convolutions, the first `width`
    * channels wide, doubling after. Left out: width 32 and 2 layers (it sees 18-pixel patches); `lr`, the critic's peak learning rate on the generator's schedule (left
@@ -171,7 +173,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const targets = lora['targets'] ?? OSDFACE_LORA_TARGETS;
   if (!Array.isArray(targets) || targets.some((t) => typeof t !== 'string')) fail('trainable.lora.targets', 'must be a list of module name suffixes');
   const loss = obj(root['loss'], 'loss');
-  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice', 'ssim']);
+  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice', 'ssim', 'detailEnergy']);
   const pw = loss['perceptualWeights'] ?? [];
   if (!Array.isArray(pw) || pw.some((f) => typeof f !== 'string')) fail('loss.perceptualWeights', 'must be a list of weight file paths');
   const perceptualWeights = (pw as string[]).map((f) => path.resolve(base, f));
@@ -227,6 +229,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
       ...(loss['encoderGram'] === undefined ? {} : { encoderGram: num(loss, 'encoderGram', 'loss.encoderGram', 0, 0) }),
       ...(loss['lattice'] === undefined ? {} : { lattice: num(loss, 'lattice', 'loss.lattice', 0, 0) }),
       ...(loss['ssim'] === undefined ? {} : { ssim: num(loss, 'ssim', 'loss.ssim', 0, 0) }),
+      ...(loss['detailEnergy'] === undefined ? {} : { detailEnergy: num(loss, 'detailEnergy', 'loss.detailEnergy', 0, 0) }),
     },
     optim: {
       lr: num(optim, 'lr', 'optim.lr', 1e-3, 0, 10), betas: betas as [number, number], eps: num(optim, 'eps', 'optim.eps', 1e-8, 0),
@@ -283,10 +286,13 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     if ((crop > 0 ? crop : size) < 4 * downscale) fail('discriminator.layers', `${cfg.discriminator.layers} layers shrink a ${crop > 0 ? crop : size}-pixel training image below 4 pixels`);
   }
   if (crop > 0 && crop % 8 !== 0) fail('data.crop', `must be a multiple of 8 (the autoencoder's factor), found ${crop}`);
-  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + (cfg.loss.encoderDists ?? 0) + (cfg.loss.encoderDistsEdges ?? 0) + (cfg.loss.encoderGram ?? 0) + (cfg.loss.lattice ?? 0) + (cfg.loss.ssim ?? 0) === 0) fail('loss', 'needs at least one positive weight');
+  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + (cfg.loss.encoderDists ?? 0) + (cfg.loss.encoderDistsEdges ?? 0) + (cfg.loss.encoderGram ?? 0) + (cfg.loss.lattice ?? 0) + (cfg.loss.ssim ?? 0) + (cfg.loss.detailEnergy ?? 0) === 0) fail('loss', 'needs at least one positive weight');
   const trainedSide = crop > 0 ? crop : size;
   if ((cfg.loss.lattice ?? 0) > 0 && trainedSide % LATTICE_PATCH !== 0) {
     fail('loss.lattice', `averages ${LATTICE_PATCH}-pixel patches: data.${crop > 0 ? 'crop' : 'size'} must be a multiple of ${LATTICE_PATCH}, found ${trainedSide}`);
+  }
+  if ((cfg.loss.detailEnergy ?? 0) > 0 && trainedSide % DETAIL_ENERGY_PATCH !== 0) {
+    fail('loss.detailEnergy', `compares ${DETAIL_ENERGY_PATCH}-pixel patches: data.${crop > 0 ? 'crop' : 'size'} must be a multiple of ${DETAIL_ENERGY_PATCH}, found ${trainedSide}`);
   }
   if ((cfg.loss.ssim ?? 0) > 0 && trainedSide < 11) fail('loss.ssim', `needs training images of at least 11 pixels (SSIM's Gaussian window), found data.${crop > 0 ? 'crop' : 'size'} ${trainedSide}`);
   for (const key of ['encoderDists', 'encoderDistsEdges', 'encoderGram'] as const) {

@@ -38,10 +38,11 @@ import { Dists, edgeAwareDists, loadDistsWeights } from './dists.js';
 import { EncoderDists } from './encoder_dists.js';
 import { LATTICE_CELL, LATTICE_PATCH, latticeDistance } from './lattice.js';
 import { ssimDistance } from './ssim_loss.js';
+import { DETAIL_ENERGY_PATCH, detailEnergyDistance } from './detail_energy.js';
 import { deepenUNetParams } from './deepen_unet.js';
 
 /** Loss terms the training graph outputs under these names and StepLog records, before their weights. */
-const LOGGED_TERMS = ['identity', 'latent', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice', 'ssim'] as const;
+const LOGGED_TERMS = ['identity', 'latent', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice', 'ssim', 'detailEnergy'] as const;
 
 export interface StepLog {
   step: number;
@@ -66,6 +67,8 @@ export interface StepLog {
   lattice?: number;
   /** With loss.ssim > 0: 1 - SSIM, before its weight. */
   ssim?: number;
+  /** With loss.detailEnergy > 0: that distance, before its weight. */
+  detailEnergy?: number;
   val?: { loss: number; psnr: number; inputPsnr: number };
 }
 
@@ -363,6 +366,7 @@ export class Trainer {
       ['encoderGram', this.cfg.loss.encoderGram, () => this.encoderDists!.texture(g, out, hq)],
       ['lattice', this.cfg.loss.lattice, () => latticeDistance(g, out, hq, LATTICE_CELL, LATTICE_PATCH)],
       ['ssim', this.cfg.loss.ssim, () => ssimDistance(g, out, hq)],
+      ['detailEnergy', this.cfg.loss.detailEnergy, () => detailEnergyDistance(g, out, hq, DETAIL_ENERGY_PATCH)],
     ];
     for (const [key, weight, distance] of distanceTerms) {
       if ((weight ?? 0) <= 0) continue;
