@@ -2,9 +2,9 @@
  * How much fine detail each region has, whatever its phase: per `patch`-pixel patch, the RMS of
  * the grey image's two finest bands (image minus its 5x5 binomial blur; that blur minus its own
  * blur), held to the target's. Texture with the target's local amplitude (hair textured, cheeks
- * nearly smooth) costs SSIM far less than texture spread evenly: SSIM's constant C2 hides faint
+ * nearly smooth) costs less SSIM than texture spread evenly: SSIM's constant C2 hides faint
  * detail where the target is smooth, and where the target is textured a restoration that lacks
- * it scores near zero anyway. The model card's "texture headroom" measured the difference.
+ * it scores near zero anyway (the model card's "How far texture alone can go" measured it).
  */
 import type { Graph, Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
