@@ -120,6 +120,8 @@ export const STAGES: { name: string; endAt: number; average: number; start?: Ble
   // patch held to the ground truth's: texture where the face has it), from stage 29's weights, 150
   // steps, seed 24: 26.07 / 0.7542 / NIQE 6.09 alone; its mixes lie above the earlier stages' line.
   { name: 'stage30-detail-energy', endAt: 150, average: 1 },
+  // Not a stage of the recipe: stage31-detail-energy-3x.json (stage 30 with 3000 x detailEnergy, from
+  // stage 30): 25.87 / 0.7452 / NIQE 5.99 at step 100, below the line; its mixes no better.
 ];
 
 /**
