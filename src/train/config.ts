@@ -9,6 +9,10 @@ import { PRESET_NAMES, type PresetName } from '../degrade/recipe.js';
 import { LATTICE_PATCH } from './lattice.js';
 import { DETAIL_ENERGY_PATCH } from './detail_energy.js';
 
+/** Loss weights a config may leave out: absent rather than 0, so configs older than a term keep their hash. */
+export const OPTIONAL_LOSS_TERMS = ['encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice', 'ssim', 'detailEnergy'] as const;
+export type OptionalLossTerm = (typeof OPTIONAL_LOSS_TERMS)[number];
+
 /** What a GAN critic judges: the image, its detail (the image minus its blur), or the frozen TAEF2 encoder's features of it. */
 export const CRITIC_INPUTS = ['image', 'detail', 'encoder'] as const;
 export type CriticInput = (typeof CRITIC_INPUTS)[number];
@@ -50,7 +54,7 @@ export interface TrainConfig {
    * difference of the RMS of the two finest grey bands per 16-pixel patch (src/train/detail_energy.ts).
    * Absent from a config that does not set them, so older configs keep their hash.
    */
-  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[]; encoderDists?: number; encoderDistsEdges?: number; encoderGram?: number; lattice?: number; ssim?: number; detailEnergy?: number };
+  loss: { mse: number; l1: number; gan: number; identity: number; perceptual: number; latent: number; perceptualWeights: string[] } & Partial<Record<OptionalLossTerm, number>>;
   /**
    * The PatchGAN discriminator of GAN guidance: `layers` strided 4x4 convolutions, the first `width`
    * channels wide, doubling after. Left out: width 32 and 2 layers (it sees 18-pixel patches); `lr`, the critic's peak learning rate on the generator's schedule (left
@@ -173,7 +177,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
   const targets = lora['targets'] ?? OSDFACE_LORA_TARGETS;
   if (!Array.isArray(targets) || targets.some((t) => typeof t !== 'string')) fail('trainable.lora.targets', 'must be a list of module name suffixes');
   const loss = obj(root['loss'], 'loss');
-  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice', 'ssim', 'detailEnergy']);
+  known(loss, 'loss', ['mse', 'l1', 'gan', 'identity', 'perceptual', 'latent', 'perceptualWeights', ...OPTIONAL_LOSS_TERMS]);
   const pw = loss['perceptualWeights'] ?? [];
   if (!Array.isArray(pw) || pw.some((f) => typeof f !== 'string')) fail('loss.perceptualWeights', 'must be a list of weight file paths');
   const perceptualWeights = (pw as string[]).map((f) => path.resolve(base, f));
@@ -224,12 +228,7 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     loss: {
       mse: num(loss, 'mse', 'loss.mse', 1, 0), l1: num(loss, 'l1', 'loss.l1', 0, 0), gan: num(loss, 'gan', 'loss.gan', 0, 0), identity: num(loss, 'identity', 'loss.identity', 0, 0),
       perceptual: num(loss, 'perceptual', 'loss.perceptual', 0, 0), latent: num(loss, 'latent', 'loss.latent', 0, 0), perceptualWeights,
-      ...(loss['encoderDists'] === undefined ? {} : { encoderDists: num(loss, 'encoderDists', 'loss.encoderDists', 0, 0) }),
-      ...(loss['encoderDistsEdges'] === undefined ? {} : { encoderDistsEdges: num(loss, 'encoderDistsEdges', 'loss.encoderDistsEdges', 0, 0) }),
-      ...(loss['encoderGram'] === undefined ? {} : { encoderGram: num(loss, 'encoderGram', 'loss.encoderGram', 0, 0) }),
-      ...(loss['lattice'] === undefined ? {} : { lattice: num(loss, 'lattice', 'loss.lattice', 0, 0) }),
-      ...(loss['ssim'] === undefined ? {} : { ssim: num(loss, 'ssim', 'loss.ssim', 0, 0) }),
-      ...(loss['detailEnergy'] === undefined ? {} : { detailEnergy: num(loss, 'detailEnergy', 'loss.detailEnergy', 0, 0) }),
+      ...Object.fromEntries(OPTIONAL_LOSS_TERMS.filter((k) => loss[k] !== undefined).map((k) => [k, num(loss, k, `loss.${k}`, 0, 0)])),
     },
     optim: {
       lr: num(optim, 'lr', 'optim.lr', 1e-3, 0, 10), betas: betas as [number, number], eps: num(optim, 'eps', 'optim.eps', 1e-8, 0),
@@ -286,7 +285,8 @@ export function parseTrainConfig(raw: unknown, file: string): TrainConfig {
     if ((crop > 0 ? crop : size) < 4 * downscale) fail('discriminator.layers', `${cfg.discriminator.layers} layers shrink a ${crop > 0 ? crop : size}-pixel training image below 4 pixels`);
   }
   if (crop > 0 && crop % 8 !== 0) fail('data.crop', `must be a multiple of 8 (the autoencoder's factor), found ${crop}`);
-  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + (cfg.loss.encoderDists ?? 0) + (cfg.loss.encoderDistsEdges ?? 0) + (cfg.loss.encoderGram ?? 0) + (cfg.loss.lattice ?? 0) + (cfg.loss.ssim ?? 0) + (cfg.loss.detailEnergy ?? 0) === 0) fail('loss', 'needs at least one positive weight');
+  const optionalWeights = OPTIONAL_LOSS_TERMS.reduce((sum, k) => sum + (cfg.loss[k] ?? 0), 0);
+  if (cfg.loss.mse + cfg.loss.l1 + cfg.loss.gan + cfg.loss.identity + cfg.loss.perceptual + cfg.loss.latent + optionalWeights === 0) fail('loss', 'needs at least one positive weight');
   const trainedSide = crop > 0 ? crop : size;
   if ((cfg.loss.lattice ?? 0) > 0 && trainedSide % LATTICE_PATCH !== 0) {
     fail('loss.lattice', `averages ${LATTICE_PATCH}-pixel patches: data.${crop > 0 ? 'crop' : 'size'} must be a multiple of ${LATTICE_PATCH}, found ${trainedSide}`);

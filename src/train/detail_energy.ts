@@ -9,6 +9,7 @@
 import type { Graph, Value } from '../graph/ir.js';
 import * as op from '../graph/ops.js';
 import { gaussianBlur5 } from './discriminator.js';
+import { interiorMask } from './lattice.js';
 
 /** Side of the patches whose detail energy is compared: local enough to tell hair from skin. */
 export const DETAIL_ENERGY_PATCH = 16;
@@ -22,10 +23,7 @@ export function detailEnergy(g: Graph, x: Value, patch: number): Value {
   const grey = op.reduceMean(x, [1]);
   const once = gaussianBlur5(g, grey);
   const twice = gaussianBlur5(g, once);
-  // Two zero-padded blurs darken a 4-pixel border; left out, as the lattice term leaves its border out.
-  const interior = new Float32Array(h! * w!);
-  for (let r = 4; r < h! - 4; r++) interior.fill(1, r * w! + 4, (r + 1) * w! - 4);
-  const bands = op.mul(op.concat([op.sub(grey, once), op.sub(once, twice)], 1), op.floatConst(g, [1, 1, h!, w!], interior, 'detail_energy_interior'));
+  const bands = op.mul(op.concat([op.sub(grey, once), op.sub(once, twice)], 1), interiorMask(g, h!, w!, 4, 'detail_energy_interior'));
   const squares = op.reshape(op.mul(bands, bands), [b!, 2, h! / patch, patch, w! / patch, patch]);
   return op.sqrt(op.add(op.reduceMean(squares, [3, 5], false), ENERGY_FLOOR));
 }

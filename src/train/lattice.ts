@@ -19,15 +19,22 @@ export const LATTICE_CELL = 8;
 /** Side of the patches whose cells are averaged: 4x4 cells, local enough for a mesh in one region of the face. */
 export const LATTICE_PATCH = 32;
 
+/**
+ * (1, 1, h, w): 1 inside, 0 on the `border`-pixel frame. A zero-padded blur darkens that frame
+ * (2 pixels for gaussianBlur5, 4 for two of them); detail taken there would outweigh the image's own.
+ */
+export function interiorMask(g: Graph, h: number, w: number, border: number, hint: string): Value {
+  const interior = new Float32Array(h * w);
+  for (let r = border; r < h - border; r++) interior.fill(1, r * w + border, (r + 1) * w - border);
+  return op.floatConst(g, [1, 1, h, w], interior, hint);
+}
+
 /** Per-patch means at each in-cell position of the grey high-pass of x (B, 3, H, W): (B, H/patch, cell, W/patch, cell). */
 export function latticePhaseMeans(g: Graph, x: Value, cell: number, patch: number): Value {
   const [b, , h, w] = x.shape as number[];
   if (patch % cell !== 0 || h! % patch !== 0 || w! % patch !== 0) g.fail(`lattice: [${x.shape}] does not divide into ${patch}-pixel patches of ${cell}-pixel cells`);
   const grey = op.reduceMean(x, [1]);
-  // The blur's zero padding darkens the 2-pixel border; left out there, it would outweigh the detail.
-  const interior = new Float32Array(h! * w!);
-  for (let r = 2; r < h! - 2; r++) interior.fill(1, r * w! + 2, (r + 1) * w! - 2);
-  const detail = op.mul(op.sub(grey, gaussianBlur5(g, grey)), op.floatConst(g, [1, 1, h!, w!], interior, 'lattice_interior'));
+  const detail = op.mul(op.sub(grey, gaussianBlur5(g, grey)), interiorMask(g, h!, w!, 2, 'lattice_interior'));
   const n = patch / cell;
   const cells = op.reshape(detail, [b!, h! / patch, n, cell, w! / patch, n, cell]);
   return op.reduceMean(cells, [2, 5], false);

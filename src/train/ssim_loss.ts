@@ -13,32 +13,32 @@ import { ssimWindow1d } from '../metrics/psnr_ssim.js';
 const C1 = 0.01 ** 2;
 const C2 = 0.03 ** 2;
 
-/** The 11x11 Gaussian window as two depthwise 'valid' passes, along x then y. */
-function gaussianWindow(g: Graph, x: Value): Value {
-  const channels = x.shape[1]!;
+/** The 11x11 Gaussian window as two depthwise 'valid' passes (along x, then y) over `channels` channels. */
+function gaussianWindow(g: Graph, channels: number): (x: Value) => Value {
   const taps = Float32Array.from(ssimWindow1d());
   const k = taps.length;
-  const along = (shape: number[], name: string) => {
-    const kernel = new Float32Array(channels * k);
-    for (let c = 0; c < channels; c++) kernel.set(taps, c * k);
-    return op.floatConst(g, shape, kernel, name);
+  const kernel = (shape: number[], name: string) => {
+    const data = new Float32Array(channels * k);
+    for (let c = 0; c < channels; c++) data.set(taps, c * k);
+    return op.floatConst(g, shape, data, name);
   };
-  const rows = op.conv(x, along([channels, 1, 1, k], 'ssim_window_x'), null, { groups: channels });
-  return op.conv(rows, along([channels, 1, k, 1], 'ssim_window_y'), null, { groups: channels });
+  const [alongX, alongY] = [kernel([channels, 1, 1, k], 'ssim_window_x'), kernel([channels, 1, k, 1], 'ssim_window_y')];
+  return (x) => op.conv(op.conv(x, alongX, null, { groups: channels }), alongY, null, { groups: channels });
 }
 
 /** SSIM of x and y (B, C, H, W) in [0, 1], per image: the mean over channels and window positions (B,). */
 export function ssimPerImage(g: Graph, x: Value, y: Value): Value {
-  const [b, , h, w] = x.shape as number[];
+  const [b, c, h, w] = x.shape as number[];
   if (h! < 11 || w! < 11) g.fail(`ssim: images must be at least 11x11 (the Gaussian window), got ${w}x${h}`);
-  const muX = gaussianWindow(g, x);
-  const muY = gaussianWindow(g, y);
+  const window = gaussianWindow(g, c!);
+  const muX = window(x);
+  const muY = window(y);
   const muXX = op.mul(muX, muX);
   const muYY = op.mul(muY, muY);
   const muXY = op.mul(muX, muY);
-  const varX = op.sub(gaussianWindow(g, op.mul(x, x)), muXX);
-  const varY = op.sub(gaussianWindow(g, op.mul(y, y)), muYY);
-  const covXY = op.sub(gaussianWindow(g, op.mul(x, y)), muXY);
+  const varX = op.sub(window(op.mul(x, x)), muXX);
+  const varY = op.sub(window(op.mul(y, y)), muYY);
+  const covXY = op.sub(window(op.mul(x, y)), muXY);
   const numerator = op.mul(op.add(op.mul(muXY, 2), C1), op.add(op.mul(covXY, 2), C2));
   const denominator = op.mul(op.add(op.add(muXX, muYY), C1), op.add(op.add(varX, varY), C2));
   return op.reduceMean(op.reshape(op.div(numerator, denominator), [b!, -1]), [1], false);

@@ -25,7 +25,7 @@ import { vreGraph } from '../pipeline/graphs.js';
 import { alphasCumprod } from '../pipeline/scheduler.js';
 import { SafetensorsFile, writeSafetensors } from '../weights/safetensors.js';
 import { type FloatTensor, type Tensor, floatTensor } from '../tensor.js';
-import type { TrainConfig } from './config.js';
+import { OPTIONAL_LOSS_TERMS, type TrainConfig } from './config.js';
 import { FaceDataset, type Batch } from './data.js';
 import { initParam } from './init.js';
 import { writeFileAtomic } from '../degrade/args.js';
@@ -42,7 +42,7 @@ import { DETAIL_ENERGY_PATCH, detailEnergyDistance } from './detail_energy.js';
 import { deepenUNetParams } from './deepen_unet.js';
 
 /** Loss terms the training graph outputs under these names and StepLog records, before their weights. */
-const LOGGED_TERMS = ['identity', 'latent', 'encoderDists', 'encoderDistsEdges', 'encoderGram', 'lattice', 'ssim', 'detailEnergy'] as const;
+const LOGGED_TERMS = ['identity', 'latent', ...OPTIONAL_LOSS_TERMS] as const;
 
 export interface StepLog {
   step: number;
