@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { noWeights } from './helpers.js';
 import { Graph } from '../src/graph/ir.js';
 import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
@@ -7,7 +8,6 @@ import { DETAIL_ENERGY_PATCH, detailEnergy, detailEnergyDistance } from '../src/
 import { type FloatTensor, floatTensor } from '../src/tensor.js';
 import { Random } from '../src/degrade/random.js';
 
-const noWeights = { read: (): Float32Array => { throw new Error('no weights'); } };
 const [h, w] = [64, 96];
 const patch = DETAIL_ENERGY_PATCH;
 

@@ -13,6 +13,9 @@ import type { FloatTensor } from '../src/tensor.js';
 import { parseTrainConfig, type TrainConfig } from '../src/train/config.js';
 import { TAEF2_CONFIG } from '../src/models/autoencoder_tiny.js';
 
+/** The weight source of a graph with no parameters (losses, metrics): emitOnnx never reads it. */
+export const noWeights = { read: (): Float32Array => { throw new Error('no weights'); } };
+
 /** Repository root, from dist/test/helpers.js. */
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** The shared fixtures and data, beside the repository (never copied into it). */

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { noWeights } from './helpers.js';
 import { Graph } from '../src/graph/ir.js';
 import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
@@ -9,7 +10,6 @@ import type { RgbImage } from '../src/image/io.js';
 import { floatTensor } from '../src/tensor.js';
 import { Random } from '../src/degrade/random.js';
 
-const noWeights = { read: (): Float32Array => { throw new Error('no weights'); } };
 const [w, h] = [40, 32];
 
 /** A smooth random image: a few colour gradients and blobs, 8-bit. */

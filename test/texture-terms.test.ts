@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { shared, taef2Weights, tempDir, tinyTaef2Config, trainingFace as face } from './helpers.js';
+import { noWeights, shared, taef2Weights, tempDir, tinyTaef2Config, trainingFace as face } from './helpers.js';
 import { Graph } from '../src/graph/ir.js';
 import { emitOnnx } from '../src/graph/emit.js';
 import { OnnxSession } from '../src/graph/runtime.js';
@@ -18,7 +18,6 @@ import { Random } from '../src/degrade/random.js';
 
 const faces = path.join(shared, 'data/faces-hq/train');
 const skip = !fs.existsSync(taef2Weights) ? `TAEF2 weights not found at ${taef2Weights}` : !fs.existsSync(faces) ? `training faces not found at ${faces}` : false;
-const noWeights = { read: (): Float32Array => { throw new Error('no weights'); } };
 
 /** Runs patchGram and patchGramDistance on (1, C, H, W) maps. */
 async function gramSession(c: number, h: number, w: number, patch: number) {
